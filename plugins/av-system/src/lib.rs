@@ -1,0 +1,1 @@
+//! av-system plugin (to be written)

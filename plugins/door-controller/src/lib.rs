@@ -1,0 +1,1 @@
+//! door-controller plugin (to be written)

@@ -1,0 +1,1 @@
+//! solar-water-heater plugin (to be written)
