@@ -1,1 +1,21 @@
-//! tend
+//! tend: the on-site agent that keeps building equipment serviced.
+//!
+//! # Layout
+//! - [`config`]: raw TOML -> validated config, environment overrides, site inventory.
+//! - [`plugins`]: the WebAssembly plugin host (the single `bindgen!` over `wit/`),
+//!   sandbox limits, loading and caching, quarantine.
+//! - [`alarms`]: the pure alarm state machine (episodes, clear hold, escalation,
+//!   recurrence, offline), in event time.
+//! - [`maintenance`]: pure maintenance domain: business calendar and SLA due times,
+//!   warranty and coverage.
+//! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
+//! - [`central`]: the reference central ticket service (`tend central`).
+//! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
+
+pub mod alarms;
+pub mod central;
+pub mod config;
+pub mod maintenance;
+pub mod plugins;
+pub mod tickets;
+pub mod trace;

@@ -1,0 +1,1 @@
+//! alarms (being written)

@@ -1,0 +1,1 @@
+//! tickets (being written)
