@@ -8,6 +8,7 @@
 //!   recurrence, offline), in event time.
 //! - [`maintenance`]: pure maintenance domain: business calendar and SLA due times,
 //!   warranty and coverage.
+//! - [`ingest`]: MQTT topic templates and payload event time.
 //! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
 //! - [`central`]: the reference central ticket service (`tend central`).
 //! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
@@ -15,6 +16,7 @@
 pub mod alarms;
 pub mod central;
 pub mod config;
+pub mod ingest;
 pub mod maintenance;
 pub mod plugins;
 pub mod tickets;

@@ -47,7 +47,7 @@ impl Held {
     pub fn update(&mut self, holds: bool, ts: TimestampMs) -> Option<i64> {
         if holds {
             let since = *self.since_ms.get_or_insert(ts);
-            Some((ts - since).max(0))
+            Some(ts.saturating_sub(since).max(0))
         } else {
             self.since_ms = None;
             None
@@ -61,7 +61,7 @@ impl Held {
 
     /// For how long it has held at `now`, without recording a reading.
     pub fn held_for(&self, now: TimestampMs) -> Option<i64> {
-        self.since_ms.map(|s| (now - s).max(0))
+        self.since_ms.map(|s| now.saturating_sub(s).max(0))
     }
 
     /// Forgets the current run.
@@ -87,7 +87,7 @@ impl<T> Window<T> {
     /// Appends a value and drops those older than `span` before `ts`.
     pub fn push(&mut self, ts: TimestampMs, value: T, span: i64) {
         self.items.push_back((ts, value));
-        self.expire(ts - span);
+        self.expire(ts.saturating_sub(span));
     }
 
     /// Drops values older than `cutoff`.

@@ -1,0 +1,15 @@
+//! The single `bindgen!` over `wit/`: every other module uses these types.
+
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    world: "plugin",
+    path: "../wit",
+});
+
+// The world `use`s these, so bindgen already re-exports the world-level ones
+// (Description, Device, Message, Evaluation, BatchEvaluation, EvalError) here.
+pub use tend::plugin::types::{
+    Category, Condition, Diagnosis, Evidence, FaultSpec, InspectionPlan, MessageKind,
+    MeterReading, MeterRule, MeterSpec, MeterTrigger, Outcome, Period, WarrantyDefault,
+};

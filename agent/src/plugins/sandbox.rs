@@ -1,0 +1,138 @@
+//! What a plugin instance may use: memory and time limits, and a WASI context that
+//! grants nothing (no files, network, environment; clocks frozen at zero).
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+/// How much a plugin instance may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Wall time one call may take before it is interrupted.
+    pub call_deadline: Duration,
+    /// Failures within `failure_window` that quarantine the plugin.
+    pub max_failures: u32,
+    /// The window for `max_failures`, in the pipeline's clock (event time in replay).
+    pub failure_window_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            // Rules are a few comparisons per reading: a batch of hundreds of messages
+            // takes well under a millisecond. 250 ms tolerates a loaded machine and
+            // still stops a runaway plugin before it stalls ingest.
+            call_deadline: Duration::from_millis(250),
+            max_failures: 3,
+            failure_window_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+/// How much panic text from a plugin's stderr is kept for the error report.
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// The host side of one plugin instance's `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory_limit: usize,
+    /// Set when the guest asked for more memory than allowed, so a trap that
+    /// follows (the guest aborting on allocation failure) is reported as the
+    /// memory limit rather than as a plain trap.
+    pub(crate) hit_memory_limit: bool,
+    /// The guest's stderr (panic messages end up here).
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl HostState {
+    /// A state granting nothing but frozen clocks and a small stderr buffer.
+    pub fn new(limits: &Limits) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            // Same answers every run, so replay stays deterministic.
+            .secure_random(Deterministic::new(vec![0x5a; 64]))
+            .insecure_random(Deterministic::new(vec![0xa5; 64]))
+            .insecure_random_seed(0)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory_limit: limits.memory_bytes,
+            hit_memory_limit: false,
+            stderr,
+        }
+    }
+
+    /// The last lines the guest wrote to stderr (its panic message, usually).
+    pub fn stderr_tail(&self) -> String {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = &lines[lines.len().saturating_sub(3)..];
+        tail.join(" | ")
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.hit_memory_limit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Plugins run in event time: the host's clocks are not theirs to read.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
