@@ -1,1 +1,131 @@
-fn main() {}
+//! The `tend` command: glue between the command line and the library.
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use tend::plugins::{Limits, PluginEngine, PluginSource, set, trial};
+
+/// tend keeps building equipment serviced: device telemetry over MQTT in,
+/// WebAssembly equipment plugins, fault and inspection tickets out.
+#[derive(Parser)]
+#[command(name = "tend", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Develop and inspect equipment plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run one plugin over a trace and print each condition change as a JSON line.
+    Test {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+        /// The equipment type the trace's devices are (must be the plugin's).
+        #[arg(long)]
+        device_type: String,
+        /// The trace: one `{"topic": ..., "payload": ...}` a line (`-` for stdin).
+        trace: PathBuf,
+        /// Per-device settings handed to the plugin, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        settings: String,
+        /// Device model handed to the plugin.
+        #[arg(long, default_value = "")]
+        model: String,
+    },
+    /// Print a plugin's self-description (fault codes, meters, warranty, inspections) as JSON.
+    Describe {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TEND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plugin { command } => plugin_command(command),
+    }
+}
+
+fn load_plugin(path: &std::path::Path) -> anyhow::Result<tend::plugins::WasmPlugin> {
+    let engine = PluginEngine::new(None).context("starting the wasm engine")?;
+    let src = PluginSource { path: path.to_owned(), sha256: None };
+    Ok(set::load_one(&engine, &src, Limits::default())?)
+}
+
+fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Test { plugin, device_type, trace, settings, model } => {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&settings)
+                .context("--settings must be a JSON object")?;
+            let mut p = load_plugin(&plugin)?;
+            if p.equipment_type() != device_type {
+                bail!(
+                    "{} serves equipment type `{}`, not `{device_type}`",
+                    plugin.display(),
+                    p.equipment_type()
+                );
+            }
+            let reader: Box<dyn std::io::BufRead> = if trace.as_os_str() == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                let f = std::fs::File::open(&trace)
+                    .with_context(|| format!("cannot open trace {}", trace.display()))?;
+                Box::new(BufReader::new(f))
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let opts = trial::TrialOptions { settings, model };
+            let s = trial::run(&mut p, reader, &opts, &mut out)?;
+            out.flush()?;
+            eprintln!(
+                "{} messages, {} condition changes, {} rejected, {} plugin failures",
+                s.messages, s.changes, s.rejected, s.plugin_failures
+            );
+            Ok(if s.plugin_failures > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        }
+        PluginCommand::Describe { plugin } => {
+            let p = load_plugin(&plugin)?;
+            let d = serde_json::to_string_pretty(p.description())?;
+            println!("{d}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

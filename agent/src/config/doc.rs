@@ -60,7 +60,11 @@ pub(crate) fn deserialize<T: DeserializeOwned>(
                 };
                 let pos = e.span().map_or(0, |s| s.start);
                 let (line, _) = line_col(text, pos);
-                problems.push(Problem::new(file, render(&path), format!("{message} (line {line})")));
+                problems.push(Problem::new(
+                    file,
+                    render(&path),
+                    format!("{message} (line {line})"),
+                ));
                 if !remove(doc.get_mut(), &path) {
                     return None;
                 }
@@ -175,11 +179,15 @@ fn parse_path(key: &str) -> Option<Vec<Seg>> {
 fn find(table: &DeTable<'_>, pos: usize) -> Option<Vec<Seg>> {
     for (k, v) in table.iter() {
         let key = Seg::Key(k.get_ref().to_string());
+        // The key itself first: an `[[array]]` element's span covers its header key.
+        if k.span().contains(&pos) {
+            return Some(vec![key]);
+        }
         if let Some(mut inner) = find_in_value(v.get_ref(), pos) {
             inner.insert(0, key);
             return Some(inner);
         }
-        if k.span().contains(&pos) || v.span().contains(&pos) {
+        if v.span().contains(&pos) {
             return Some(vec![key]);
         }
     }
@@ -271,13 +279,22 @@ fn one_line(s: &str) -> String {
     s.trim().replace('\n', "; ")
 }
 
+/// Serde's wording in TOML's terms: keys, tables, arrays; no internal type names.
 fn tidy_serde_message(s: &str) -> String {
-    let s = one_line(s);
+    let mut s = one_line(s);
     if let Some(rest) = s.strip_prefix("unknown field") {
-        format!("unknown key{rest}")
-    } else {
-        s
+        s = format!("unknown key{rest}");
     }
+    const STRUCT: &str = "expected struct ";
+    if let Some(at) = s.find(STRUCT) {
+        let name = at + STRUCT.len();
+        let end = s.get(name..).and_then(|t| t.find(|c: char| !c.is_alphanumeric()));
+        s.replace_range(at..end.map_or(s.len(), |e| name + e), "expected a table");
+    }
+    s.replace("expected a map", "expected a table")
+        .replace("invalid type: map", "invalid type: table")
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("expected a sequence", "expected an array")
 }
 
 /// Collects the problems of one file and points them at lines of it.
@@ -309,7 +326,12 @@ impl<'a> Reporter<'a> {
     }
 
     /// Records a problem at `key`, naming the variable or the line it came from.
+    /// One problem per key: a key already reported (say, a value of the wrong type
+    /// that was then treated as missing) is not reported again.
     pub fn push(&mut self, key: &str, message: impl Into<String>) {
+        if self.problems.iter().any(|p| p.key == key) {
+            return;
+        }
         let mut message = message.into();
         if let Some(var) = self.env_var(key) {
             let _ = write!(message, " (set by {var})");

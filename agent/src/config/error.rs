@@ -18,7 +18,11 @@ pub struct Problem {
 
 impl Problem {
     /// A problem in `file` at `key`.
-    pub fn new(file: impl Into<PathBuf>, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self { file: file.into(), key: key.into(), message: message.into() }
     }
 }

@@ -10,7 +10,7 @@ use jiff::civil::{Date, Time, Weekday};
 use serde::Deserialize;
 
 use super::inventory::Inventory;
-use super::topic::{MqttUrl, TopicTemplate};
+use super::topic::MqttUrl;
 pub use super::values::Due;
 use crate::maintenance::Span;
 
@@ -102,8 +102,9 @@ pub struct Mqtt {
     pub protocol: Protocol,
     /// Keep-alive interval.
     pub keep_alive: SignedDuration,
-    /// Topic layout.
-    pub topic: TopicTemplate,
+    /// Topic layout, checked (`{device_id}` and `{kind}` once each, whole levels);
+    /// `crate::ingest::TopicTemplate::new(&topic, site)` makes the matcher.
+    pub topic: String,
 }
 
 /// A client certificate and its key (PEM files).
@@ -216,7 +217,11 @@ pub struct Offline {
 impl Offline {
     /// The timeout for devices of `equipment_type`: the config's per-type value, else
     /// the config's `after`, else the plugin's declared timeout, else 5 min.
-    pub fn after_for(&self, equipment_type: &str, plugin: Option<SignedDuration>) -> SignedDuration {
+    pub fn after_for(
+        &self,
+        equipment_type: &str,
+        plugin: Option<SignedDuration>,
+    ) -> SignedDuration {
         self.types
             .get(equipment_type)
             .copied()

@@ -49,8 +49,7 @@ impl MqttUrl {
         if host.is_empty() {
             return Err(bad("the host is missing"));
         }
-        if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'))
-        {
+        if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':')) {
             return Err(bad("the host has characters a host name cannot have"));
         }
         let port = match port {
@@ -75,119 +74,46 @@ impl fmt::Display for MqttUrl {
     }
 }
 
-/// A topic layout such as `tend/{site}/{device_id}/{kind}`: `{device_id}` and
-/// `{kind}` each fill a whole topic level; `{site}` may.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicTemplate(String);
-
-/// One level of a template.
-enum Level<'a> {
-    Site,
-    DeviceId,
-    Kind,
-    Literal(&'a str),
-}
-
-impl TopicTemplate {
-    /// The default layout (telemetry.md).
-    pub const DEFAULT: &'static str = "tend/{site}/{device_id}/{kind}";
-
-    /// Checks a template.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("topic template `{s}`: {why}");
-        if s.is_empty() {
-            return Err(bad("empty"));
-        }
-        if s.contains(['+', '#']) {
-            return Err(bad("no MQTT wildcards (+, #): the agent builds its own filter"));
-        }
-        let (mut site, mut device, mut kind) = (0, 0, 0);
-        for level in s.split('/') {
-            match level {
-                "" => return Err(bad("empty topic level (leading, trailing or double /)")),
-                "{site}" => site += 1,
-                "{device_id}" => device += 1,
-                "{kind}" => kind += 1,
-                l if l.contains(['{', '}']) => {
-                    return Err(bad(
-                        "placeholders are {site}, {device_id} and {kind}, each a whole level",
-                    ));
-                }
-                _ => {}
+/// Checks a topic layout such as `tend/{site}/{device_id}/{kind}`: `{device_id}` and
+/// `{kind}` once each, `{site}` at most once, each placeholder a whole topic level, no
+/// wildcards, no empty levels. (`crate::ingest` turns it into a matcher.)
+pub(crate) fn check_topic(s: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("topic template `{s}`: {why}");
+    if s.is_empty() {
+        return Err(bad("empty"));
+    }
+    if s.contains(['+', '#']) {
+        return Err(bad("no MQTT wildcards (+, #): the agent builds its own filter"));
+    }
+    let (mut site, mut device, mut kind) = (0, 0, 0);
+    for level in s.split('/') {
+        match level {
+            "" => return Err(bad("empty topic level (leading, trailing or double /)")),
+            "{site}" => site += 1,
+            "{device_id}" => device += 1,
+            "{kind}" => kind += 1,
+            l if l.contains(['{', '}']) => {
+                return Err(bad(
+                    "placeholders are {site}, {device_id} and {kind}, each a whole level",
+                ));
             }
+            _ => {}
         }
-        if device != 1 || kind != 1 {
-            return Err(bad("it must contain {device_id} and {kind} once each"));
-        }
-        if site > 1 {
-            return Err(bad("{site} may appear once"));
-        }
-        Ok(Self(s.to_owned()))
     }
-
-    /// The template as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    if device != 1 || kind != 1 {
+        return Err(bad("it must contain {device_id} and {kind} once each"));
     }
-
-    fn levels(&self) -> impl Iterator<Item = Level<'_>> {
-        self.0.split('/').map(|l| match l {
-            "{site}" => Level::Site,
-            "{device_id}" => Level::DeviceId,
-            "{kind}" => Level::Kind,
-            l => Level::Literal(l),
-        })
+    if site > 1 {
+        return Err(bad("{site} may appear once"));
     }
-
-    /// The topic of one device's messages of one kind (`telemetry`, `event`, `status`).
-    pub fn render(&self, site: &str, device_id: &str, kind: &str) -> String {
-        self.levels()
-            .map(|l| match l {
-                Level::Site => site,
-                Level::DeviceId => device_id,
-                Level::Kind => kind,
-                Level::Literal(s) => s,
-            })
-            .collect::<Vec<_>>()
-            .join("/")
-    }
-
-    /// The subscription filter for every device and kind of `site`.
-    pub fn filter(&self, site: &str) -> String {
-        self.render(site, "+", "+")
-    }
-
-    /// The device id and kind of `topic`, if it belongs to `site` under this layout.
-    pub fn parse_topic<'t>(&self, site: &str, topic: &'t str) -> Option<(&'t str, &'t str)> {
-        let mut parts = topic.split('/');
-        let (mut device, mut kind) = (None, None);
-        for level in self.levels() {
-            let part = parts.next()?;
-            match level {
-                Level::Site if part != site => return None,
-                Level::Literal(l) if part != l => return None,
-                Level::DeviceId => device = Some(part),
-                Level::Kind => kind = Some(part),
-                _ => {}
-            }
-        }
-        if parts.next().is_some() {
-            return None;
-        }
-        Some((device?, kind?))
-    }
-}
-
-impl fmt::Display for TopicTemplate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+    Ok(s.to_owned())
 }
 
 /// Checks a central service base URL (`http://` or `https://`, a host, an optional
 /// path) and returns it without a trailing `/`.
 pub(crate) fn parse_http_url(s: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("`{s}` is not a base URL like https://tickets.example.com: {why}");
+    let bad =
+        |why: &str| format!("`{s}` is not a base URL like https://tickets.example.com: {why}");
     let t = s.trim();
     let rest = t
         .strip_prefix("http://")
@@ -203,10 +129,10 @@ pub(crate) fn parse_http_url(s: &str) -> Result<String, String> {
     if t.contains(['?', '#']) || t.contains(char::is_whitespace) {
         return Err(bad("a base URL has no query, fragment or spaces"));
     }
-    if let Some((_, port)) = authority.rsplit_once(':').filter(|_| !authority.ends_with(']')) {
-        if port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(bad("the port must be a number 1..65535"));
-        }
+    if let Some((_, port)) = authority.rsplit_once(':').filter(|_| !authority.ends_with(']'))
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(bad("the port must be a number 1..65535"));
     }
     Ok(t.trim_end_matches('/').to_owned())
 }
@@ -218,38 +144,51 @@ mod tests {
     #[test]
     fn mqtt_urls() {
         let u = MqttUrl::parse("mqtts://broker.example.com:8884").ok();
-        assert_eq!(
-            u,
-            Some(MqttUrl { tls: true, host: "broker.example.com".into(), port: 8884 })
-        );
+        assert_eq!(u, Some(MqttUrl { tls: true, host: "broker.example.com".into(), port: 8884 }));
         assert_eq!(MqttUrl::parse("mqtt://10.0.0.5").map(|u| u.port), Ok(1883));
         assert_eq!(MqttUrl::parse("mqtts://h/").map(|u| u.port), Ok(8883));
-        assert_eq!(MqttUrl::parse("mqtt://[::1]:1884").map(|u| u.to_string()).ok(), Some("mqtt://[::1]:1884".into()));
-        for bad in ["tcp://h:1883", "mqtt://", "mqtt://h:0", "mqtt://h:99999", "mqtt://u:p@h", "mqtt://h/x", "h:1883", "mqtt://::1:1883"] {
+        assert_eq!(
+            MqttUrl::parse("mqtt://[::1]:1884").map(|u| u.to_string()).ok(),
+            Some("mqtt://[::1]:1884".into())
+        );
+        for bad in [
+            "tcp://h:1883",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:99999",
+            "mqtt://u:p@h",
+            "mqtt://h/x",
+            "h:1883",
+            "mqtt://::1:1883",
+        ] {
             assert!(MqttUrl::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn topic_templates() {
-        let t = TopicTemplate::parse(TopicTemplate::DEFAULT).ok();
-        let Some(t) = t else { panic!("default template must parse") };
-        assert_eq!(t.render("s1", "d1", "telemetry"), "tend/s1/d1/telemetry");
-        assert_eq!(t.filter("s1"), "tend/s1/+/+");
-        assert_eq!(t.parse_topic("s1", "tend/s1/d1/event"), Some(("d1", "event")));
-        assert_eq!(t.parse_topic("s1", "tend/s2/d1/event"), None);
-        assert_eq!(t.parse_topic("s1", "tend/s1/d1/event/x"), None);
-        assert_eq!(t.parse_topic("s1", "tend/s1/d1"), None);
-        let custom = TopicTemplate::parse("bms/{kind}/{device_id}").ok();
-        assert_eq!(custom.and_then(|c| c.parse_topic("x", "bms/status/door-1").map(|(d, k)| (d.to_owned(), k.to_owned()))), Some(("door-1".into(), "status".into())));
-        for bad in ["", "tend/{site}/{device_id}", "tend/+/{device_id}/{kind}", "a/{device_id}-x/{kind}", "/{device_id}/{kind}", "{device_id}/{kind}/{kind}", "{device_id}/{kind}/{other}"] {
-            assert!(TopicTemplate::parse(bad).is_err(), "{bad}");
+        assert!(check_topic("tend/{site}/{device_id}/{kind}").is_ok());
+        assert!(check_topic("bms/{kind}/{device_id}").is_ok());
+        for bad in [
+            "",
+            "tend/{site}/{device_id}",
+            "tend/+/{device_id}/{kind}",
+            "a/{device_id}-x/{kind}",
+            "/{device_id}/{kind}",
+            "{device_id}/{kind}/{kind}",
+            "{device_id}/{kind}/{other}",
+            "{site}/{site}/{device_id}/{kind}",
+        ] {
+            assert!(check_topic(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn http_urls() {
-        assert_eq!(parse_http_url("https://t.example.com/svc/"), Ok("https://t.example.com/svc".into()));
+        assert_eq!(
+            parse_http_url("https://t.example.com/svc/"),
+            Ok("https://t.example.com/svc".into())
+        );
         assert_eq!(parse_http_url("http://127.0.0.1:8080"), Ok("http://127.0.0.1:8080".into()));
         for bad in ["ftp://x", "https://", "http://h:x", "http://u:p@h", "http://h/?a=1"] {
             assert!(parse_http_url(bad).is_err(), "{bad}");

@@ -101,7 +101,9 @@ impl<'de> Deserialize<'de> for Due {
 
 /// Parses a date `YYYY-MM-DD`.
 pub(crate) fn parse_date(s: &str) -> Result<Date, String> {
-    s.trim().parse::<Date>().map_err(|e| format!("`{s}` is not a date like 2025-03-01: {e}"))
+    s.trim()
+        .parse::<Date>()
+        .map_err(|_| format!("`{s}` is not a date: write YYYY-MM-DD, like 2025-03-01"))
 }
 
 /// A date as written in TOML: a bare local date (`2025-03-01`) or a string
@@ -222,9 +224,7 @@ fn expect_string<'de, D: Deserializer<'de>>(d: D, what: &'static str) -> Result<
 fn date_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match toml::Value::deserialize(d)? {
         toml::Value::String(s) => Ok(s),
-        toml::Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => {
-            Ok(dt.to_string())
-        }
+        toml::Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => Ok(dt.to_string()),
         other => Err(serde::de::Error::custom(format!(
             "expected a date like 2025-03-01, found {}",
             describe(&other)

@@ -29,8 +29,7 @@ pub fn event_time_ms(payload: &[u8]) -> Result<i64, EventTimeError> {
     if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(EventTimeError::NotAnObject);
     }
-    let only: OnlyTs =
-        serde_json::from_slice(payload).map_err(|_| EventTimeError::NotAnObject)?;
+    let only: OnlyTs = serde_json::from_slice(payload).map_err(|_| EventTimeError::NotAnObject)?;
     match only.ts {
         None | Some(serde_json::Value::Null) => Err(EventTimeError::Missing),
         Some(v) => ts_value_ms(&v),
@@ -74,7 +73,10 @@ mod tests {
     fn accepts_both_forms() {
         assert_eq!(event_time_ms(br#"{"ts":"2026-11-22T10:00:00+08:00"}"#), Ok(1_795_312_800_000));
         assert_eq!(event_time_ms(br#"{"ts":1795312800000}"#), Ok(1_795_312_800_000));
-        assert_eq!(event_time_ms(br#"{"ts":"2026-11-22T10:00:00.250+08:00","x":[1]}"#), Ok(1_795_312_800_250));
+        assert_eq!(
+            event_time_ms(br#"{"ts":"2026-11-22T10:00:00.250+08:00","x":[1]}"#),
+            Ok(1_795_312_800_250)
+        );
     }
 
     #[test]
@@ -82,7 +84,10 @@ mod tests {
         assert_eq!(event_time_ms(b"[1]"), Err(EventTimeError::NotAnObject));
         assert_eq!(event_time_ms(b"\"offline\""), Err(EventTimeError::NotAnObject));
         assert_eq!(event_time_ms(br#"{"a":1}"#), Err(EventTimeError::Missing));
-        assert!(matches!(event_time_ms(br#"{"ts":"2026-11-22T10:00:00"}"#), Err(EventTimeError::Invalid(_))));
+        assert!(matches!(
+            event_time_ms(br#"{"ts":"2026-11-22T10:00:00"}"#),
+            Err(EventTimeError::Invalid(_))
+        ));
         assert!(matches!(event_time_ms(br#"{"ts":1.5}"#), Err(EventTimeError::Invalid(_))));
         assert!(matches!(event_time_ms(br#"{"ts":true}"#), Err(EventTimeError::Invalid(_))));
     }

@@ -65,7 +65,9 @@ impl TopicTemplate {
                 "{device_id}" => Segment::DeviceId,
                 "{kind}" => Segment::Kind,
                 _ if s.contains(['{', '}', '+', '#']) => {
-                    return Err(err("a segment is either literal or one of {site}, {device_id}, {kind}"));
+                    return Err(err(
+                        "a segment is either literal or one of {site}, {device_id}, {kind}",
+                    ));
                 }
                 _ => Segment::Literal(s.to_owned()),
             });
@@ -184,10 +186,16 @@ mod tests {
     #[test]
     fn rejects_what_breaks_the_rules() {
         assert_eq!(t().parse("tend/huaihai-138/bad id/telemetry"), Err(TopicError::BadDeviceId));
-        assert_eq!(t().parse(&format!("tend/huaihai-138/{}/event", "x".repeat(65))), Err(TopicError::BadDeviceId));
+        assert_eq!(
+            t().parse(&format!("tend/huaihai-138/{}/event", "x".repeat(65))),
+            Err(TopicError::BadDeviceId)
+        );
         assert_eq!(t().parse("tend/huaihai-138//event"), Err(TopicError::BadDeviceId));
         assert_eq!(t().parse("tend/other/d/event"), Err(TopicError::OtherSite("other".into())));
-        assert_eq!(t().parse("tend/huaihai-138/d/reboot"), Err(TopicError::BadKind("reboot".into())));
+        assert_eq!(
+            t().parse("tend/huaihai-138/d/reboot"),
+            Err(TopicError::BadKind("reboot".into()))
+        );
         assert_eq!(t().parse("tend/huaihai-138/d"), Err(TopicError::Shape));
         assert_eq!(t().parse("tend/huaihai-138/d/event/x"), Err(TopicError::Shape));
         assert_eq!(t().parse("x/huaihai-138/d/event"), Err(TopicError::Shape));

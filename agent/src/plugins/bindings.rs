@@ -5,11 +5,12 @@
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
+    additional_derives: [serde::Serialize, PartialEq],
 });
 
 // The world `use`s these, so bindgen already re-exports the world-level ones
 // (Description, Device, Message, Evaluation, BatchEvaluation, EvalError) here.
 pub use tend::plugin::types::{
-    Category, Condition, Diagnosis, Evidence, FaultSpec, InspectionPlan, MessageKind,
-    MeterReading, MeterRule, MeterSpec, MeterTrigger, Outcome, Period, WarrantyDefault,
+    Category, Condition, Diagnosis, Evidence, FaultSpec, InspectionPlan, MessageKind, MeterReading,
+    MeterRule, MeterSpec, MeterTrigger, Outcome, Period, WarrantyDefault,
 };

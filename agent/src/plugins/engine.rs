@@ -3,8 +3,6 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -17,11 +15,11 @@ use super::error::LoadError;
 /// number of ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// The engine plus its epoch ticker; stops the ticker when dropped.
+/// The engine plus its epoch ticker. The ticker holds only a weak reference and
+/// ends when the last clone of the engine (plugins hold clones) is dropped.
 pub struct PluginEngine {
     engine: Engine,
     cache_dir: Option<PathBuf>,
-    stop: Arc<AtomicBool>,
 }
 
 impl PluginEngine {
@@ -35,13 +33,11 @@ impl PluginEngine {
         // A trapping guest's backtrace costs time and says little to an operator.
         config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
-        let stop = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
-        let ticker_stop = stop.clone();
         std::thread::Builder::new()
             .name("tend-epoch".into())
             .spawn(move || {
-                while !ticker_stop.load(Ordering::Relaxed) {
+                loop {
                     std::thread::sleep(EPOCH_TICK);
                     match ticker_engine.upgrade() {
                         Some(e) => e.increment_epoch(),
@@ -50,7 +46,7 @@ impl PluginEngine {
                 }
             })
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Self { engine, cache_dir, stop })
+        Ok(Self { engine, cache_dir })
     }
 
     /// The wasmtime engine.
@@ -102,12 +98,6 @@ impl PluginEngine {
         let mut h = DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
         format!("{}-{:016x}", hex::encode(Sha256::digest(bytes)), h.finish())
-    }
-}
-
-impl Drop for PluginEngine {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

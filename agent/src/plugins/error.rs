@@ -75,7 +75,9 @@ pub enum LoadError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The call ran past its deadline and was interrupted.
-    #[error("plugin `{plugin}` ran past its {deadline_ms} ms deadline on device {device}; instance restarted")]
+    #[error(
+        "plugin `{plugin}` ran past its {deadline_ms} ms deadline on device {device}; instance restarted"
+    )]
     Deadline {
         /// Equipment type of the plugin.
         plugin: String,
@@ -85,7 +87,9 @@ pub enum CallError {
         deadline_ms: u64,
     },
     /// The instance asked for more memory than allowed.
-    #[error("plugin `{plugin}` hit its memory limit of {limit_mib} MiB on device {device}; instance restarted")]
+    #[error(
+        "plugin `{plugin}` hit its memory limit of {limit_mib} MiB on device {device}; instance restarted"
+    )]
     MemoryLimit {
         /// Equipment type of the plugin.
         plugin: String,
@@ -123,7 +127,9 @@ pub enum CallError {
         reason: String,
     },
     /// The plugin failed too often and is no longer called.
-    #[error("plugin `{plugin}` is quarantined after {failures} failures; device {device} not evaluated")]
+    #[error(
+        "plugin `{plugin}` is quarantined after {failures} failures; device {device} not evaluated"
+    )]
     Quarantined {
         /// Equipment type of the plugin.
         plugin: String,

@@ -18,6 +18,39 @@ pub const MAX_EVIDENCE: usize = 32;
 /// Largest per-device state a plugin may return.
 pub const MAX_STATE: usize = 1 << 20;
 
+/// What the pipeline needs from a plugin: the wasm host implements it, and so can
+/// the same rule crates compiled natively (tests, benchmarks), so both run through
+/// the same code.
+pub trait Evaluate {
+    /// The equipment type served.
+    fn equipment_type(&self) -> &str;
+
+    /// Evaluates one device's messages in order (see [`WasmPlugin::evaluate_batch`]).
+    fn evaluate_batch(
+        &mut self,
+        device: &Device,
+        messages: &[Message],
+        state: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<BatchEvaluation, CallError>;
+}
+
+impl Evaluate for WasmPlugin {
+    fn equipment_type(&self) -> &str {
+        WasmPlugin::equipment_type(self)
+    }
+
+    fn evaluate_batch(
+        &mut self,
+        device: &Device,
+        messages: &[Message],
+        state: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<BatchEvaluation, CallError> {
+        WasmPlugin::evaluate_batch(self, device, messages, state, now_ms)
+    }
+}
+
 /// Counters for status and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PluginStats {
@@ -269,7 +302,11 @@ impl WasmPlugin {
     }
 }
 
-fn instantiate(engine: &Engine, pre: &PluginPre<HostState>, limits: &Limits) -> Result<Live, String> {
+fn instantiate(
+    engine: &Engine,
+    pre: &PluginPre<HostState>,
+    limits: &Limits,
+) -> Result<Live, String> {
     let mut store = Store::new(engine, HostState::new(limits));
     store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
     store.set_epoch_deadline(deadline_ticks(limits.call_deadline));
@@ -295,10 +332,12 @@ pub fn validate_description(d: &Description) -> Vec<String> {
     let ident = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
     };
     if !ident(&d.equipment_type) {
-        problems.push(format!("equipment type `{}` must be lowercase [a-z0-9_-]", d.equipment_type));
+        problems
+            .push(format!("equipment type `{}` must be lowercase [a-z0-9_-]", d.equipment_type));
     }
     let mut codes = HashSet::new();
     for f in &d.faults {
@@ -309,7 +348,10 @@ pub fn validate_description(d: &Description) -> Vec<String> {
             problems.push(format!("fault code `{}` declared twice", f.code));
         }
         if !(1..=4).contains(&f.default_severity) {
-            problems.push(format!("fault `{}`: default severity {} is not 1..=4", f.code, f.default_severity));
+            problems.push(format!(
+                "fault `{}`: default severity {} is not 1..=4",
+                f.code, f.default_severity
+            ));
         }
         if crate::plugins::host::RESERVED_CODES.contains(&f.code.as_str()) {
             problems.push(format!("fault code `{}` is reserved for the host", f.code));
@@ -327,10 +369,11 @@ pub fn validate_description(d: &Description) -> Vec<String> {
         if p.every.is_none() && p.meter.is_none() {
             problems.push(format!("inspection plan `{}` has neither a period nor a meter", p.id));
         }
-        if let Some(t) = &p.meter {
-            if !meters.contains(t.meter.as_str()) {
-                problems.push(format!("inspection plan `{}` uses undeclared meter `{}`", p.id, t.meter));
-            }
+        if let Some(t) = &p.meter
+            && !meters.contains(t.meter.as_str())
+        {
+            problems
+                .push(format!("inspection plan `{}` uses undeclared meter `{}`", p.id, t.meter));
         }
     }
     if d.offline_timeout_s == 0 {

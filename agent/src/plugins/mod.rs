@@ -12,6 +12,7 @@
 //! - [`sandbox`]: limits and the empty WASI context.
 //! - [`engine`]: the shared engine, epoch ticker, compiled-artifact cache.
 //! - [`host`]: one loaded plugin: instance lifecycle, output validation, quarantine.
+//! - [`trial`]: one plugin over a trace (`tend plugin test`).
 //! - [`set`]: loading a plugin directory / pinned list into a set keyed by equipment type.
 
 pub mod bindings;
@@ -20,10 +21,13 @@ pub mod error;
 pub mod host;
 pub mod sandbox;
 pub mod set;
+pub mod trial;
 
-pub use bindings::{BatchEvaluation, Condition, Description, Device, Message, MessageKind, Outcome};
+pub use bindings::{
+    BatchEvaluation, Condition, Description, Device, Message, MessageKind, Outcome,
+};
 pub use engine::PluginEngine;
 pub use error::{CallError, LoadError};
-pub use host::{PluginStats, WasmPlugin};
+pub use host::{Evaluate, PluginStats, WasmPlugin};
 pub use sandbox::Limits;
 pub use set::{PluginSet, PluginSource};

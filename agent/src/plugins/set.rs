@@ -37,7 +37,6 @@ impl PluginSource {
 
 /// The loaded plugins, by equipment type.
 pub struct PluginSet {
-    // Declared before `engine` so instances drop before the engine's ticker stops.
     plugins: BTreeMap<String, WasmPlugin>,
     engine: PluginEngine,
 }
@@ -107,14 +106,14 @@ pub fn load_one(
     let bytes = std::fs::read(&src.path)
         .map_err(|source| LoadError::Read { path: src.path.clone(), source })?;
     let actual = hex::encode(Sha256::digest(&bytes));
-    if let Some(expected) = &src.sha256 {
-        if !expected.eq_ignore_ascii_case(&actual) {
-            return Err(LoadError::Checksum {
-                path: src.path.clone(),
-                expected: expected.clone(),
-                actual,
-            });
-        }
+    if let Some(expected) = &src.sha256
+        && !expected.eq_ignore_ascii_case(&actual)
+    {
+        return Err(LoadError::Checksum {
+            path: src.path.clone(),
+            expected: expected.clone(),
+            actual,
+        });
     }
     let component = engine.compile(&src.path, &bytes)?;
     WasmPlugin::new(engine.engine(), &src.path, actual, &component, limits)

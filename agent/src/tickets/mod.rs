@@ -1,1 +1,20 @@
-//! tickets (being written)
+//! Tickets at the central service: the wire model of `shared/spec/central-api.md`,
+//! the HTTP client, and the retry policy.
+//!
+//! # Layout
+//! - [`model`]: request and answer bodies, serialised in a stable field order.
+//! - [`client`]: [`CentralClient`]; every failure is a [`SendError`] that says
+//!   whether to retry (`Retry`, with the server's `Retry-After`), dead-letter
+//!   (`Rejected`) or hold the ticket until the token is fixed (`Unauthorized`).
+//! - [`backoff`]: exponential backoff with full jitter, pure.
+
+pub mod backoff;
+pub mod client;
+pub mod model;
+
+pub use backoff::Backoff;
+pub use client::{CentralClient, ClientError, SendError};
+pub use model::{
+    CloseRequest, Coverage, Created, Device, Diagnosis, EventKind, Evidence, FaultCategory,
+    NewTicket, Sla, Status, TicketEvent, TicketKind, TicketStatus, WireTime,
+};

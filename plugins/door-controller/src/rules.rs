@@ -87,10 +87,9 @@ impl State {
 pub fn on_reading(cfg: &Config, r: &Reading, ts: TimestampMs, st: &mut State) -> Outcome {
     // forced_open: the door went from closed to open while the previous reading said
     // locked, with no grant since shortly before that reading.
-    let opened_while_locked =
-        r.door_open && st.door_open == Some(false) && st.locked == Some(true);
+    let opened_locked = r.door_open && st.door_open == Some(false) && st.locked == Some(true);
     let grant_from = st.door_ts.unwrap_or(ts).min(ts).saturating_sub(cfg.forced_grace_ms);
-    let forced = opened_while_locked && !st.granted_since(grant_from);
+    let forced = opened_locked && !st.granted_since(grant_from);
     let locked_before = st.locked_ts;
 
     st.set_door(r.door_open, ts);
@@ -104,18 +103,7 @@ pub fn on_reading(cfg: &Config, r: &Reading, ts: TimestampMs, st: &mut State) ->
     let mut out = Outcome::default();
     out.conditions.extend(held_open(cfg, st, ts));
     out.conditions.push(if forced {
-        let mut c = Condition::active(
-            FORCED_OPEN,
-            2,
-            format!(
-                "Door opened while locked with no access granted in the previous {}",
-                duration(cfg.forced_grace_ms)
-            ),
-        );
-        if let Some(t) = locked_before {
-            c = c.evidence(t, "locked", 1.0);
-        }
-        c.evidence(ts, "door_open", 1.0).diagnosis(forced_diagnosis())
+        opened_while_locked(cfg, locked_before, ts)
     } else {
         Condition::inactive(FORCED_OPEN)
     });
@@ -185,18 +173,7 @@ pub fn on_event(cfg: &Config, ev: DoorEvent, ts: TimestampMs, st: &mut State) ->
         DoorEvent::DoorOpened => {
             let was_locked = st.door_open != Some(true) && st.locked == Some(true);
             if was_locked && !st.granted_since(ts.saturating_sub(cfg.forced_grace_ms)) {
-                let mut c = Condition::active(
-                    FORCED_OPEN,
-                    2,
-                    format!(
-                        "Door opened while locked with no access granted in the previous {}",
-                        duration(cfg.forced_grace_ms)
-                    ),
-                );
-                if let Some(t) = st.locked_ts {
-                    c = c.evidence(t, "locked", 1.0);
-                }
-                forced = Some(c.evidence(ts, "door_open", 1.0).diagnosis(forced_diagnosis()));
+                forced = Some(opened_while_locked(cfg, st.locked_ts, ts));
             }
             st.set_door(true, ts);
         }
@@ -344,6 +321,22 @@ fn battery_low(cfg: &Config, v: f64, mains_ok: Option<bool>, ts: TimestampMs) ->
         )
     };
     c.diagnosis(diagnosis)
+}
+
+/// `forced_open` for a door that opened while the reading at `locked_ts` said locked.
+fn opened_while_locked(cfg: &Config, locked_ts: Option<TimestampMs>, ts: TimestampMs) -> Condition {
+    let mut c = Condition::active(
+        FORCED_OPEN,
+        2,
+        format!(
+            "Door opened while locked with no access granted in the previous {}",
+            duration(cfg.forced_grace_ms)
+        ),
+    );
+    if let Some(t) = locked_ts {
+        c = c.evidence(t, "locked", 1.0);
+    }
+    c.evidence(ts, "door_open", 1.0).diagnosis(forced_diagnosis())
 }
 
 fn forced_diagnosis() -> Diagnosis {

@@ -2,10 +2,10 @@
 //!
 //! Used by [`crate::export_plugin!`]; values are moved, not copied.
 
+use crate::Plugin;
 use crate::bindings::tend::plugin::types as wit;
 use crate::runner;
 use crate::types::*;
-use crate::Plugin;
 
 /// `describe` export.
 pub fn describe<P: Plugin>() -> wit::Description {
@@ -24,7 +24,11 @@ pub fn describe<P: Plugin>() -> wit::Description {
                 component: f.component,
             })
             .collect(),
-        meters: d.meters.into_iter().map(|m| wit::MeterSpec { name: m.name, unit: m.unit }).collect(),
+        meters: d
+            .meters
+            .into_iter()
+            .map(|m| wit::MeterSpec { name: m.name, unit: m.unit })
+            .collect(),
         warranty: d
             .warranty
             .into_iter()

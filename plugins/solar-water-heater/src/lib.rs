@@ -46,9 +46,9 @@ pub mod rules;
 pub mod thresholds;
 
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 #[cfg(test)]
 mod trace_tests;
 

@@ -191,12 +191,9 @@ fn active(code: &str, summary: String) -> Condition {
 fn overheat(t: &Thresholds, r: &Reading, ts: TimestampMs) -> Option<Condition> {
     let tank = r.tank()?;
     Some(Condition::judge(OVERHEAT, tank >= t.overheat_c, || {
-        active(
-            OVERHEAT,
-            format!("Tank at {} °C (limit {} °C)", num(tank), num(t.overheat_c)),
-        )
-        .evidence(ts, "tank_temp_c", tank)
-        .diagnosis(diagnosis::overheat())
+        active(OVERHEAT, format!("Tank at {} °C (limit {} °C)", num(tank), num(t.overheat_c)))
+            .evidence(ts, "tank_temp_c", tank)
+            .diagnosis(diagnosis::overheat())
     }))
 }
 

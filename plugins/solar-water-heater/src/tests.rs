@@ -45,7 +45,8 @@ fn describe_lists_every_code_with_its_component() {
     assert_eq!(months(MAIN_UNIT), Some(36));
     assert_eq!(months(PIPES_FITTINGS), Some(12));
     assert_eq!(months(ELECTRICAL), Some(12));
-    let component = |code: &str| d.faults.iter().find(|f| f.code == code).unwrap().component.clone();
+    let component =
+        |code: &str| d.faults.iter().find(|f| f.code == code).unwrap().component.clone();
     for code in [TANK_LEAK, VACUUM_TUBE_FAILURE, INSULATION_DEGRADED] {
         assert_eq!(component(code), MAIN_UNIT);
     }
@@ -160,7 +161,8 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 =
+            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 33) % n as u64) as usize
     }
 }
@@ -208,7 +210,9 @@ fn never_panics_on_garbage() {
     let t0 = Sim::new().ts;
     let times = [i64::MIN, i64::MAX, 0, -1, 1 << 50, (1 << 50) + 1, -(1 << 51), t0, t0 - 1];
     let codes: Vec<&str> = ALL_CODES.to_vec();
-    for settings in ["{}", r#"{"insulation_h": 0.0003, "vacuum_min": 0.001, "tank_leak_window_min": 43200}"#] {
+    for settings in
+        ["{}", r#"{"insulation_h": 0.0003, "vacuum_min": 0.001, "tank_leak_window_min": 43200}"#]
+    {
         let mut s = Sim::with_settings(settings);
         let mut rng = Lcg(7);
         let mut clock = t0;
@@ -216,7 +220,11 @@ fn never_panics_on_garbage() {
             let mut r = Rd::day();
             for _ in 0..rng.next(6) {
                 let f = FIELDS[rng.next(FIELDS.len())];
-                r = if rng.next(4) == 0 { r.without(f) } else { r.raw(f, VALUES[rng.next(VALUES.len())]) };
+                r = if rng.next(4) == 0 {
+                    r.without(f)
+                } else {
+                    r.raw(f, VALUES[rng.next(VALUES.len())])
+                };
             }
             clock += [0, 1, 59_999, 60_000, 60_000, 60_000, 3_600_000, -120_000][rng.next(8)];
             let ts = if rng.next(20) == 0 { times[rng.next(times.len())] } else { clock };
@@ -667,7 +675,10 @@ fn insulation_degraded_is_not_judged_when_the_night_is_disturbed() {
         assert_eq!(one(&mut s, &cooling(2.0, m), INSULATION_DEGRADED), None, "m={m}");
     }
     assert_eq!(one(&mut s, &cooling(2.0, 361), INSULATION_DEGRADED), Some(true));
-    assert_eq!(one(&mut s, &cooling(2.0, 362).f("draw_flow_l_min", 6.0), INSULATION_DEGRADED), None);
+    assert_eq!(
+        one(&mut s, &cooling(2.0, 362).f("draw_flow_l_min", 6.0), INSULATION_DEGRADED),
+        None
+    );
 }
 
 #[test]

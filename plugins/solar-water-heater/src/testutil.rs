@@ -193,7 +193,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
     }
-    let (y, mo, d, h, mi, sec) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let (y, mo, d, h, mi, sec) =
+        (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
     let mut i = 19;
     let mut frac_ms = 0;
     if b.get(i) == Some(&b'.') {
@@ -223,12 +224,7 @@ pub fn format_cst(ms: i64) -> String {
     let local = ms.div_euclid(1000) + 8 * 3600;
     let (y, m, d) = civil_from_days(local.div_euclid(86_400));
     let sod = local.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+08:00",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+08:00", sod / 3600, sod % 3600 / 60, sod % 60)
 }
 
 #[test]
@@ -238,5 +234,8 @@ fn rfc3339_round_trips() {
     assert_eq!(format_cst(ms), "2026-11-22T10:00:00+08:00");
     assert_eq!(parse_rfc3339("2026-11-22T02:00:00.5Z"), Some(ms + 500));
     assert_eq!(parse_rfc3339("2026-11-22T10:00:00"), None);
-    assert_eq!(format_cst(parse_rfc3339("2024-02-29T23:59:59-01:00").unwrap()), "2024-03-01T08:59:59+08:00");
+    assert_eq!(
+        format_cst(parse_rfc3339("2024-02-29T23:59:59-01:00").unwrap()),
+        "2024-03-01T08:59:59+08:00"
+    );
 }

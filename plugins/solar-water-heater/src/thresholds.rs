@@ -75,8 +75,7 @@ impl Thresholds {
         let t = Self {
             overheat_c: s.f64_or("overheat_c", d.overheat_c)?,
             freeze_c: s.f64_or("freeze_c", d.freeze_c)?,
-            vacuum_irradiance_w_m2: s
-                .f64_or("vacuum_irradiance_w_m2", d.vacuum_irradiance_w_m2)?,
+            vacuum_irradiance_w_m2: s.f64_or("vacuum_irradiance_w_m2", d.vacuum_irradiance_w_m2)?,
             vacuum_delta_c: s.f64_or("vacuum_delta_c", d.vacuum_delta_c)?,
             vacuum_ms: duration(s, "vacuum_min", MINUTE_MS, d.vacuum_ms)?,
             tank_leak_drop_pct: s.f64_or("tank_leak_drop_pct", d.tank_leak_drop_pct)?,

@@ -2,7 +2,7 @@
 //! trace through the plugin.
 //!
 //! Regenerate after changing a generator:
-//! `TEND_WRITE_TRACES=1 cargo test -p tend-plugin-solar-water-heater traces`.
+//! `TEND_WRITE_TRACES=1 cargo test -p tend-plugin-solar-water-heater traces_match_their_generator`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -158,7 +158,13 @@ fn heater_failure() -> String {
     let mut g = Gen::new("2026-07-15T17:00:00+08:00");
     for m in 0..95 {
         let heater = (10..80).contains(&m);
-        let tank = if heater { 42.0 + 0.005 * f64::from(m - 10) } else if m < 10 { 42.0 } else { 42.3 };
+        let tank = if heater {
+            42.0 + 0.005 * f64::from(m - 10)
+        } else if m < 10 {
+            42.0
+        } else {
+            42.3
+        };
         g.push(
             Rd::day()
                 .f("irradiance_w_m2", 120.0)
@@ -327,7 +333,8 @@ fn replay(text: &str) -> Replay {
         let topic = line_obj.str("topic").ok().unwrap();
         assert_eq!(topic, TOPIC, "line {n}");
         let payload = line_obj.get("payload").unwrap().to_string();
-        let ts_text = Payload::parse(payload.as_bytes()).unwrap().str("ts").ok().unwrap().to_owned();
+        let ts_text =
+            Payload::parse(payload.as_bytes()).unwrap().str("ts").ok().unwrap().to_owned();
         assert!(ts_text.ends_with("+08:00"), "line {n}");
         let ts = parse_rfc3339(&ts_text).unwrap();
         if let Some(p) = prev_ts {
@@ -342,7 +349,7 @@ fn replay(text: &str) -> Replay {
             seen.last.insert(c.code.clone(), c.active);
         }
         seen.meter = out.meters[0].value;
-        assert_eq!(judged(&out, SENSOR_FAULT).is_some(), true);
+        assert!(judged(&out, SENSOR_FAULT).is_some());
     }
     seen
 }
@@ -392,7 +399,8 @@ fn every_fault_trace_ends_with_5_minutes_inactive() {
         for line in text.lines() {
             let obj = Payload::parse(line.as_bytes()).unwrap();
             let payload = obj.get("payload").unwrap().to_string();
-            let ts_text = Payload::parse(payload.as_bytes()).unwrap().str("ts").ok().unwrap().to_owned();
+            let ts_text =
+                Payload::parse(payload.as_bytes()).unwrap().str("ts").ok().unwrap().to_owned();
             let ts = parse_rfc3339(&ts_text).unwrap();
             let out = sim.send(MessageKind::Telemetry, ts, payload.as_bytes()).unwrap();
             if judged(&out, name) == Some(true) {
@@ -401,6 +409,10 @@ fn every_fault_trace_ends_with_5_minutes_inactive() {
             end = ts;
         }
         let last = last_active.unwrap();
-        assert!(end - last >= 5 * MINUTE_MS, "{name}: only {} min inactive at the end", (end - last) / MINUTE_MS);
+        assert!(
+            end - last >= 5 * MINUTE_MS,
+            "{name}: only {} min inactive at the end",
+            (end - last) / MINUTE_MS
+        );
     }
 }

@@ -1,0 +1,432 @@
+//! The reference service over real HTTP: every status path, idempotency under
+//! concurrency, persistence across restarts, fault injection.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::testing::{TOKEN, TestServer};
+use super::{CentralConfig, TicketList, serve};
+
+/// A valid fault body.
+fn fault(ticket_id: &str) -> Value {
+    json!({
+        "ticket_id": ticket_id,
+        "kind": "fault",
+        "site": "huaihai-138",
+        "device": {"id": "swh-roof-01", "type": "solar-water-heater", "model": "SWH-300",
+                   "serial": "A1234", "location": "Roof, block A"},
+        "code": "tank_leak",
+        "severity": 2,
+        "title": "Tank level falling with no draw",
+        "opened_at": "2026-11-22T10:04:00+08:00",
+        "evidence": [{"ts": "2026-11-22T10:04:00+08:00", "field": "tank_level_pct", "value": 71}],
+        "occurrence": 1,
+        "replacement_recommended": false
+    })
+}
+
+/// Sends a request; answers the status and the JSON body (`null` when none).
+struct Call<'a> {
+    http: &'a reqwest::Client,
+    token: Option<&'a str>,
+    key: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn new(http: &'a reqwest::Client) -> Self {
+        Self { http, token: Some(TOKEN), key: None }
+    }
+
+    fn key(mut self, key: &'a str) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    fn token(mut self, token: Option<&'a str>) -> Self {
+        self.token = token;
+        self
+    }
+
+    async fn send(self, method: reqwest::Method, url: &str, body: Option<String>) -> (u16, Value) {
+        let mut request = self.http.request(method, url);
+        if let Some(token) = self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = self.key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.bytes().await.unwrap_or_default();
+                (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+            }
+            Err(e) => (0, json!({"transport": e.to_string()})),
+        }
+    }
+
+    async fn post(self, url: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, url, Some(body.to_string())).await
+    }
+
+    async fn post_raw(self, url: &str, body: &str) -> (u16, Value) {
+        self.send(reqwest::Method::POST, url, Some(body.to_owned())).await
+    }
+
+    async fn get(self, url: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, url, None).await
+    }
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or("<no error message>")
+}
+
+async fn list(http: &reqwest::Client, server: &TestServer) -> anyhow::Result<TicketList> {
+    let (status, body) = Call::new(http).get(&server.at("/api/v1/tickets")).await;
+    anyhow::ensure!(status == 200, "list answered {status}: {body}");
+    Ok(serde_json::from_value(body)?)
+}
+
+#[tokio::test]
+async fn every_request_needs_the_bearer_token() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, body) =
+            Call::new(&http).token(token).key("k").post(&tickets, &fault("a")).await;
+        assert_eq!(status, 401, "{token:?}: {body}");
+        assert!(error_of(&body).contains("token"), "{body}");
+    }
+    let basic = http.get(&tickets).header("authorization", "Basic dGVzdA==").send().await?;
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(basic.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+    let lower =
+        http.get(&tickets).header("authorization", format!("bearer {TOKEN}")).send().await?;
+    assert_eq!(lower.status(), StatusCode::OK, "the scheme is case-insensitive");
+    for path in ["/api/v1/tickets/a", "/nowhere"] {
+        let (status, _) = Call::new(&http).token(None).get(&server.at(path)).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    assert!(list(&http, &server).await?.tickets.is_empty(), "nothing was created");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn create_answers_201_then_200_for_the_same_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    let (status, first) =
+        Call::new(&http).key("site/dev/tank_leak/1").post(&tickets, &fault("a")).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first, json!({"ticket_id": "a", "number": "T-000001"}));
+    let (status, again) =
+        Call::new(&http).key("site/dev/tank_leak/1").post(&tickets, &fault("a")).await;
+    assert_eq!((status, &again), (200, &first));
+    let (status, second) =
+        Call::new(&http).key("site/dev/tank_leak/2").post(&tickets, &fault("b")).await;
+    assert_eq!(status, 201);
+    assert_eq!(second["number"], "T-000002");
+    let stored = list(&http, &server).await?;
+    assert_eq!(stored.tickets.len(), 2);
+    assert_eq!(stored.tickets[0].ticket, serde_json::from_value(fault("a"))?);
+    assert_eq!(stored.tickets[0].idempotency_key, "site/dev/tank_leak/1");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_and_invalid_tickets_422() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+
+    let (status, body) = Call::new(&http).post(&tickets, &fault("a")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("Idempotency-Key"), "{body}");
+    let (status, _) = Call::new(&http).key("  ").post(&tickets, &fault("a")).await;
+    assert_eq!(status, 400);
+    for raw in ["{\"ticket_id\": ", "not json", ""] {
+        let (status, body) = Call::new(&http).key("k").post_raw(&tickets, raw).await;
+        assert_eq!(status, 400, "{raw:?}: {body}");
+        assert!(error_of(&body).starts_with("invalid JSON"), "{body}");
+    }
+
+    let with = |field: &str, value: Value| {
+        let mut body = fault("a");
+        body[field] = value;
+        body
+    };
+    let mut no_site = fault("a");
+    no_site.as_object_mut().map(|o| o.remove("site"));
+    let mut no_severity = fault("a");
+    no_severity.as_object_mut().map(|o| o.remove("severity"));
+    let cases = [
+        (no_site, "missing field `site`"),
+        (no_severity, "severity is required for faults"),
+        (with("severity", json!(0)), "severity must be 1..=4"),
+        (with("severity", json!(5)), "severity must be 1..=4"),
+        (with("severity", json!(300)), "invalid ticket"),
+        (with("kind", json!("complaint")), "unknown variant `complaint`"),
+        (with("opened_at", json!("2026-11-22 10:04")), "RFC 3339"),
+        (with("title", json!("")), "title must not be empty"),
+        (with("coverage", json!("free")), "unknown variant `free`"),
+        (json!([1, 2]), "invalid ticket"),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = Call::new(&http).key("k").post(&tickets, &body).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(error_of(&answer).contains(expected), "{expected:?} not in {answer}");
+    }
+    let mut inspection = with("kind", json!("inspection"));
+    inspection.as_object_mut().map(|o| o.remove("severity"));
+    let (status, body) = Call::new(&http).key("k").post(&tickets, &inspection).await;
+    assert_eq!(status, 201, "inspections need no severity: {body}");
+    assert_eq!(list(&http, &server).await?.tickets.len(), 1);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn same_ticket_id_under_another_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    let (status, first) = Call::new(&http).key("k1").post(&tickets, &fault("a")).await;
+    assert_eq!(status, 201);
+    let (status, same) = Call::new(&http).key("k2").post(&tickets, &fault("a")).await;
+    assert_eq!((status, &same), (200, &first), "same body: the same ticket");
+    let mut other = fault("a");
+    other["title"] = json!("something else");
+    let (status, body) = Call::new(&http).key("k3").post(&tickets, &other).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(error_of(&body).contains("T-000001"), "{body}");
+    let (status, again) = Call::new(&http).key("k2").post(&tickets, &fault("a")).await;
+    assert_eq!((status, &again), (200, &first), "k2 was recorded");
+    assert_eq!(list(&http, &server).await?.tickets.len(), 1);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_create_exactly_one_ticket() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (http, tickets) = (http.clone(), tickets.clone());
+        tasks.spawn(async move {
+            Call::new(&http).key("site/dev/code/1").post(&tickets, &fault("dup")).await
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = tasks.join_next().await {
+        answers.push(answer?);
+    }
+    let created = answers.iter().filter(|(status, _)| *status == 201).count();
+    let replayed = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!((created, replayed), (1, 19), "{answers:?}");
+    assert!(answers.iter().all(|(_, body)| body["number"] == "T-000001"), "{answers:?}");
+    assert_eq!(list(&http, &server).await?.tickets.len(), 1);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn events_are_recorded_once_per_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let (status, _) =
+        Call::new(&http).key("k").post(&server.at("/api/v1/tickets"), &fault("a")).await;
+    assert_eq!(status, 201);
+    let events = server.at("/api/v1/tickets/a/events");
+    let recurred = json!({"type": "recurred", "count": 2, "at": "2026-11-22T11:00:00+08:00"});
+    let (status, body) = Call::new(&http).key("e1").post(&events, &recurred).await;
+    assert_eq!((status, &body), (201, &json!({"ticket_id": "a", "number": "T-000001"})));
+    let (status, again) = Call::new(&http).key("e1").post(&events, &recurred).await;
+    assert_eq!((status, &again), (200, &body));
+    let escalated = json!({"type": "escalated", "severity": 1,
+                           "at": "2026-11-22T11:10:00+08:00", "note": "still leaking"});
+    let (status, _) = Call::new(&http).key("e2").post(&events, &escalated).await;
+    assert_eq!(status, 201);
+
+    let unknown = server.at("/api/v1/tickets/nope/events");
+    let (status, body) = Call::new(&http).key("e3").post(&unknown, &recurred).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(error_of(&body).contains("nope"), "{body}");
+    let bad = [
+        json!({"type": "exploded", "at": "2026-11-22T11:00:00+08:00"}),
+        json!({"type": "recurred", "at": "2026-11-22T11:00:00+08:00"}),
+        json!({"type": "escalated", "severity": 7, "at": "2026-11-22T11:00:00+08:00"}),
+        json!({"type": "recovered"}),
+    ];
+    for body in bad {
+        let (status, answer) = Call::new(&http).key("e4").post(&events, &body).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+    }
+    let (status, _) = Call::new(&http).post(&events, &recurred).await;
+    assert_eq!(status, 400, "no key");
+    let (status, _) = Call::new(&http).key("e5").post_raw(&events, "{").await;
+    assert_eq!(status, 400, "not JSON");
+
+    let stored = list(&http, &server).await?;
+    let record = &stored.tickets[0];
+    assert_eq!(record.events.len(), 2);
+    assert_eq!(record.events[1].idempotency_key, "e2");
+    assert_eq!(record.events[1].event.note.as_deref(), Some("still leaking"));
+    assert_eq!(record.severity, Some(1), "escalated");
+    assert_eq!(record.ticket.severity, Some(2), "the original body is kept");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn read_acknowledge_and_close() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let (status, _) =
+        Call::new(&http).key("k").post(&server.at("/api/v1/tickets"), &fault("a")).await;
+    assert_eq!(status, 201);
+    let ticket = server.at("/api/v1/tickets/a");
+    let (status, body) = Call::new(&http).get(&ticket).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"ticket_id": "a", "number": "T-000001", "status": "open"}))
+    );
+
+    let (status, body) = Call::new(&http).post(&format!("{ticket}/acknowledge"), &json!({})).await;
+    assert_eq!((status, &body["status"]), (200, &json!("acknowledged")), "{body}");
+
+    let close = format!("{ticket}/close");
+    for bad in [
+        json!({"resolution": "x"}),
+        json!({"resolution": "", "closed_at": "2026-11-22T15:00:00+08:00"}),
+    ] {
+        let (status, body) = Call::new(&http).post(&close, &bad).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+    let (status, _) = Call::new(&http).post_raw(&close, "resolution=x").await;
+    assert_eq!(status, 400);
+    let done = json!({"resolution": "Gasket replaced", "closed_at": "2026-11-22T15:00:00+08:00"});
+    let (status, body) = Call::new(&http).post(&close, &done).await;
+    let closed = json!({"ticket_id": "a", "number": "T-000001", "status": "closed",
+                        "closed_at": "2026-11-22T15:00:00+08:00", "resolution": "Gasket replaced"});
+    assert_eq!((status, &body), (200, &closed));
+    let (status, body) = Call::new(&http).get(&ticket).await;
+    assert_eq!((status, &body), (200, &closed));
+    let again = json!({"resolution": "other", "closed_at": "2026-11-23T15:00:00+08:00"});
+    let (status, body) = Call::new(&http).post(&close, &again).await;
+    assert_eq!((status, &body), (200, &closed), "closing twice changes nothing");
+    let (status, body) = Call::new(&http).post(&format!("{ticket}/acknowledge"), &json!({})).await;
+    assert_eq!((status, &body), (200, &closed), "acknowledging a closed ticket changes nothing");
+
+    for path in ["/api/v1/tickets/nope/close", "/api/v1/tickets/nope/acknowledge"] {
+        let (status, body) = Call::new(&http).post(&server.at(path), &done).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, body) = Call::new(&http).get(&server.at("/api/v1/tickets/nope")).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = Call::new(&http).get(&server.at("/api/v2/whatever")).await;
+    assert_eq!((status, error_of(&body)), (404, "no such endpoint"));
+    let (status, body) = Call::new(&http).send(reqwest::Method::DELETE, &ticket, None).await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn tickets_survive_a_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let http = reqwest::Client::new();
+    let server = TestServer::start(dir.path()).await?;
+    let (status, first) =
+        Call::new(&http).key("k1").post(&server.at("/api/v1/tickets"), &fault("a")).await;
+    assert_eq!(status, 201);
+    let recovered = json!({"type": "recovered", "at": "2026-11-22T12:00:00+08:00"});
+    let (status, _) =
+        Call::new(&http).key("e1").post(&server.at("/api/v1/tickets/a/events"), &recovered).await;
+    assert_eq!(status, 201);
+    server.stop().await?;
+
+    let server = TestServer::start(dir.path()).await?;
+    let (status, body) = Call::new(&http).get(&server.at("/api/v1/tickets/a")).await;
+    assert_eq!((status, &body["number"]), (200, &json!("T-000001")), "{body}");
+    let (status, again) =
+        Call::new(&http).key("k1").post(&server.at("/api/v1/tickets"), &fault("a")).await;
+    assert_eq!((status, &again), (200, &first), "the key is remembered");
+    let (status, _) =
+        Call::new(&http).key("e1").post(&server.at("/api/v1/tickets/a/events"), &recovered).await;
+    assert_eq!(status, 200, "the event key is remembered");
+    let (status, next) =
+        Call::new(&http).key("k2").post(&server.at("/api/v1/tickets"), &fault("b")).await;
+    assert_eq!((status, &next["number"]), (201, &json!("T-000002")), "numbering continues");
+    let stored = list(&http, &server).await?;
+    assert_eq!(stored.tickets.len(), 2);
+    assert_eq!(stored.tickets[0].events.len(), 1);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn injected_failures_and_delays() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+
+    server.control.fail_next(2, StatusCode::SERVICE_UNAVAILABLE, Some(Duration::from_millis(1500)));
+    for _ in 0..2 {
+        let response = http
+            .post(&tickets)
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", "k")
+            .json(&fault("a"))
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"2"[..]));
+        let body: Value = response.json().await?;
+        assert!(error_of(&body).contains("injected"), "{body}");
+    }
+    let (status, _) = Call::new(&http).key("k").post(&tickets, &fault("a")).await;
+    assert_eq!(status, 201);
+    assert_eq!(server.control.requests(), 3);
+
+    server.control.fail_for(Duration::from_secs(60), StatusCode::TOO_MANY_REQUESTS, None);
+    let (status, _) = Call::new(&http).get(&tickets).await;
+    assert_eq!(status, 429);
+    server.control.clear();
+    let (status, _) = Call::new(&http).get(&tickets).await;
+    assert_eq!(status, 200);
+
+    server.control.fail_for(Duration::from_millis(50), StatusCode::INTERNAL_SERVER_ERROR, None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = Call::new(&http).get(&tickets).await;
+    assert_eq!(status, 200, "the failure period is over");
+
+    server.control.delay_for(Duration::from_secs(60), Duration::from_millis(300));
+    let started = Instant::now();
+    let (status, _) = Call::new(&http).key("k2").post(&tickets, &fault("b")).await;
+    assert_eq!(status, 201);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    server.control.clear();
+    server.stop().await
+}
+
+#[tokio::test]
+async fn an_empty_token_is_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let result = serve(listener, CentralConfig::new(dir.path(), " "), async {}).await;
+    assert!(result.is_err());
+    Ok(())
+}

@@ -1,0 +1,503 @@
+//! Raw config -> [`Config`]: every check, every problem reported, paths resolved.
+//!
+//! Pure apart from [`Sources::read`] for the password and token files.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use jiff::SignedDuration;
+use jiff::civil::Weekday;
+
+use super::Sources;
+use super::doc::{Reporter, join};
+use super::inventory::Inventory;
+use super::model::*;
+use super::raw::*;
+use super::topic::{MqttUrl, check_topic, parse_http_url};
+use super::values::{Due, Dur};
+
+/// Environment variables that override config keys (interfaces.md): variable, key.
+pub const ENV_OVERRIDES: [(&str, &str); 5] = [
+    ("TEND_MQTT_URL", "mqtt.url"),
+    ("TEND_CENTRAL_URL", "central.url"),
+    ("TEND_CENTRAL_TOKEN", "central.token"),
+    ("TEND_DATA_DIR", "store.data_dir"),
+    ("TEND_INVENTORY", "inventory"),
+];
+
+/// Applies the environment overrides to the raw config and marks the keys they set.
+pub(crate) fn apply_env(
+    raw: &mut RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    r: &mut Reporter<'_>,
+) {
+    for (var, key) in ENV_OVERRIDES {
+        let Some(value) = env(var) else { continue };
+        match var {
+            "TEND_MQTT_URL" => raw.mqtt.url = value,
+            "TEND_CENTRAL_URL" => raw.central.url = Some(value),
+            "TEND_CENTRAL_TOKEN" => {
+                raw.central.token = Some(value);
+                raw.central.token_file = None;
+            }
+            "TEND_DATA_DIR" => raw.store.data_dir = value,
+            _ => raw.inventory = value,
+        }
+        r.set_from_env(key, var);
+    }
+}
+
+/// A path from the config: relative to the config file's directory, or, when an
+/// environment variable set it, as given (relative to the current directory).
+pub(crate) fn resolve(r: &Reporter<'_>, dir: &Path, key: &str, value: &str) -> PathBuf {
+    if r.env_var(key).is_some() { PathBuf::from(value) } else { dir.join(value) }
+}
+
+/// Validates everything; `None` (with problems in `r`) when something is wrong.
+pub(crate) fn validate(
+    raw: RawConfig,
+    r: &mut Reporter<'_>,
+    dir: &Path,
+    inventory: Option<Inventory>,
+    sources: &Sources<'_>,
+) -> Option<Config> {
+    let site = inventory.as_ref().map_or("site", |i| i.site.as_str()).to_owned();
+    let types: Option<Vec<&str>> =
+        inventory.as_ref().map(|i| i.devices.iter().map(|d| d.equipment_type.as_str()).collect());
+    let devices: Option<Vec<&str>> =
+        inventory.as_ref().map(|i| i.devices.iter().map(|d| d.id.as_str()).collect());
+
+    if raw.inventory.trim().is_empty() {
+        r.push("inventory", "must name the site inventory file");
+    }
+    let mqtt = mqtt(raw.mqtt, r, dir, &site, sources);
+    let broker = Broker {
+        enabled: raw.broker.enabled,
+        listen: addr(r, "broker.listen", &raw.broker.listen),
+    };
+    let central = central(raw.central, r, dir, sources);
+    let store = store(raw.store, r, dir);
+    let plugins = plugins(raw.plugins, r, dir, &store.data_dir);
+    let alarms = Alarms {
+        clear_hold: raw.alarms.clear_hold.0,
+        escalate_after: positive(r, "alarms.escalate_after", raw.alarms.escalate_after),
+    };
+    let offline = offline(raw.offline, r, types.as_deref());
+    let sla = sla(raw.sla, r);
+    let calendar = calendar(raw.calendar, r);
+    let inspections = inspections(raw.inspections, r, types.as_deref(), devices.as_deref());
+    if raw.warranty.replace_after_repairs == 0 {
+        r.push("warranty.replace_after_repairs", "must be at least 1");
+    }
+    let warranty = Warranty { replace_after_repairs: raw.warranty.replace_after_repairs };
+    let level = raw.log.level.trim().to_owned();
+    if level.is_empty() || level.contains(char::is_whitespace) {
+        r.push(
+            "log.level",
+            "write filter directives without spaces, like \"info\" or \"info,tend=debug\"",
+        );
+    }
+    let log = Log { format: raw.log.format, level };
+    let api = Api { enabled: raw.api.enabled, listen: addr(r, "api.listen", &raw.api.listen) };
+    if broker.enabled && api.enabled && broker.listen == api.listen {
+        r.push("api.listen", format!("{} is also broker.listen", api.listen));
+    }
+    let inventory = inventory?;
+    let mqtt = mqtt?;
+    let central = central?;
+    Some(Config {
+        path: r.file.clone(),
+        inventory,
+        mqtt,
+        broker,
+        central,
+        store,
+        plugins,
+        alarms,
+        offline,
+        sla,
+        calendar,
+        inspections,
+        warranty,
+        log,
+        api,
+    })
+}
+
+fn positive(r: &mut Reporter<'_>, key: &str, d: Dur) -> SignedDuration {
+    if d.0.is_zero() {
+        r.push(key, "must be more than 0");
+    }
+    d.0
+}
+
+fn addr(r: &mut Reporter<'_>, key: &str, s: &str) -> SocketAddr {
+    match s.trim().parse() {
+        Ok(a) => a,
+        Err(_) => {
+            r.push(key, format!("`{s}` is not an address like 127.0.0.1:9464 or [::]:9464"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    }
+}
+
+/// Reads a secret from `value` or from the file `file` (one of them, not both).
+fn secret(
+    r: &mut Reporter<'_>,
+    dir: &Path,
+    sources: &Sources<'_>,
+    (key, value): (&str, Option<String>),
+    (file_key, file): (&str, Option<String>),
+) -> Option<Secret> {
+    match (value, file) {
+        (Some(_), Some(_)) => {
+            r.push(file_key, format!("set {key} or {file_key}, not both"));
+            None
+        }
+        (Some(v), None) if v.trim().is_empty() => {
+            r.push(key, "must not be empty");
+            None
+        }
+        (Some(v), None) => Some(Secret::new(v)),
+        (None, Some(f)) => {
+            let path = dir.join(&f);
+            match (sources.read)(&path) {
+                Ok(text) if text.trim().is_empty() => {
+                    r.push(file_key, format!("`{}` is empty", path.display()));
+                    None
+                }
+                Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
+                Err(e) => {
+                    r.push(file_key, format!("cannot read `{}`: {e}", path.display()));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    }
+}
+
+fn mqtt(
+    m: RawMqtt,
+    r: &mut Reporter<'_>,
+    dir: &Path,
+    site: &str,
+    sources: &Sources<'_>,
+) -> Option<Mqtt> {
+    let url = MqttUrl::parse(&m.url).map_err(|e| r.push("mqtt.url", e)).ok();
+    let tls = url.as_ref().is_none_or(|u| u.tls);
+    let client_id = m.client_id.unwrap_or_else(|| format!("tend-{site}"));
+    if client_id.is_empty() || client_id.len() > 128 || client_id.contains(char::is_whitespace) {
+        r.push("mqtt.client_id", "use 1 to 128 characters without spaces");
+    }
+    if m.username.as_deref().is_some_and(|u| u.is_empty()) {
+        r.push("mqtt.username", "must not be empty (leave it out for no user name)");
+    }
+    let password = secret(
+        r,
+        dir,
+        sources,
+        ("mqtt.password", m.password),
+        ("mqtt.password_file", m.password_file),
+    );
+    if password.is_some() && m.username.is_none() {
+        r.push("mqtt.username", "required when a password is set");
+    }
+    let tls_only = |r: &mut Reporter<'_>, key: &str, v: &Option<String>| {
+        if v.is_some() && !tls {
+            r.push(key, "only used with TLS: make mqtt.url mqtts://");
+        }
+    };
+    tls_only(r, "mqtt.ca_file", &m.ca_file);
+    tls_only(r, "mqtt.client_cert", &m.client_cert);
+    tls_only(r, "mqtt.client_key", &m.client_key);
+    let client_auth = match (m.client_cert, m.client_key) {
+        (Some(cert), Some(key)) => Some(ClientAuth { cert: dir.join(cert), key: dir.join(key) }),
+        (Some(_), None) => {
+            r.push("mqtt.client_key", "required with mqtt.client_cert");
+            None
+        }
+        (None, Some(_)) => {
+            r.push("mqtt.client_cert", "required with mqtt.client_key");
+            None
+        }
+        (None, None) => None,
+    };
+    let keep_alive = m.keep_alive.0;
+    if keep_alive < SignedDuration::from_secs(5) || keep_alive > SignedDuration::from_secs(65_535) {
+        r.push("mqtt.keep_alive", "must be between 5s and 18h 12m 15s (65535 s)");
+    }
+    let topic = check_topic(&m.topic).map_err(|e| r.push("mqtt.topic", e)).ok();
+    Some(Mqtt {
+        url: url?,
+        client_id,
+        username: m.username,
+        password,
+        ca_file: m.ca_file.map(|f| dir.join(f)),
+        client_auth,
+        protocol: m.protocol,
+        keep_alive,
+        topic: topic?,
+    })
+}
+
+fn central(
+    c: RawCentral,
+    r: &mut Reporter<'_>,
+    dir: &Path,
+    sources: &Sources<'_>,
+) -> Option<Central> {
+    let url = match c.url {
+        None => {
+            r.push("central.url", "required: the central ticket service, e.g. \"https://tickets.example.com\" (or TEND_CENTRAL_URL)");
+            None
+        }
+        Some(u) => parse_http_url(&u).map_err(|e| r.push("central.url", e)).ok(),
+    };
+    let had_token = c.token.is_some() || c.token_file.is_some();
+    let token =
+        secret(r, dir, sources, ("central.token", c.token), ("central.token_file", c.token_file));
+    if !had_token {
+        r.push("central.token", "required: set token, token_file or TEND_CENTRAL_TOKEN");
+    }
+    let timeout = positive(r, "central.timeout", c.timeout);
+    let backoff_initial = positive(r, "central.backoff_initial", c.backoff_initial);
+    let backoff_max = c.backoff_max.0;
+    if backoff_max < backoff_initial {
+        r.push("central.backoff_max", "must not be shorter than central.backoff_initial");
+    }
+    let sync_interval = c.sync_interval.0;
+    if sync_interval < SignedDuration::from_secs(1) {
+        r.push("central.sync_interval", "must be at least 1s");
+    }
+    Some(Central { url: url?, token: token?, timeout, backoff_initial, backoff_max, sync_interval })
+}
+
+fn store(s: RawStore, r: &mut Reporter<'_>, dir: &Path) -> Store {
+    if s.data_dir.trim().is_empty() {
+        r.push("store.data_dir", "must name a directory");
+    }
+    if s.cache_capacity_mib == 0 {
+        r.push("store.cache_capacity_mib", "must be at least 1");
+    }
+    if s.commit_window.0 > SignedDuration::from_secs(1) {
+        r.push("store.commit_window", "at most 1s: messages are acked only after their commit");
+    }
+    if s.commit_batch == 0 {
+        r.push("store.commit_batch", "must be at least 1");
+    }
+    Store {
+        data_dir: resolve(r, dir, "store.data_dir", &s.data_dir),
+        cache_capacity_mib: s.cache_capacity_mib,
+        commit_window: s.commit_window.0,
+        commit_batch: s.commit_batch,
+    }
+}
+
+fn plugins(p: RawPlugins, r: &mut Reporter<'_>, dir: &Path, data_dir: &Path) -> Plugins {
+    if p.dir.trim().is_empty() {
+        r.push("plugins.dir", "must name a directory");
+    }
+    let plugin_dir = dir.join(&p.dir);
+    if !(1..=4096).contains(&p.memory_mib) {
+        r.push("plugins.memory_mib", "must be 1 ..= 4096 (a 32-bit instance has 4 GiB at most)");
+    }
+    if !(1..=60_000).contains(&p.call_deadline_ms) {
+        r.push("plugins.call_deadline_ms", "must be 1 ..= 60000");
+    }
+    if p.quarantine_failures == 0 {
+        r.push("plugins.quarantine_failures", "must be at least 1");
+    }
+    let quarantine_window = positive(r, "plugins.quarantine_window", p.quarantine_window);
+    let mut pins = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, pin) in p.pin.into_iter().enumerate() {
+        let key = |k: &str| format!("plugins.pin[{i}].{k}");
+        let path = match pin.path {
+            Some(path) if !path.trim().is_empty() => Some(plugin_dir.join(path)),
+            _ => {
+                r.push(&key("path"), "required: the plugin file, relative to plugins.dir");
+                None
+            }
+        };
+        if let Some(path) = &path
+            && let Some(first) = seen.insert(path.clone(), i)
+        {
+            r.push(&key("path"), format!("already pinned by plugins.pin[{first}]"));
+        }
+        let sha256 = match pin.sha256 {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(h.to_ascii_lowercase())
+            }
+            Some(h) => {
+                r.push(&key("sha256"), format!("`{h}` is not 64 hex digits"));
+                None
+            }
+            None => {
+                r.push(&key("sha256"), "required: the file's SHA-256, 64 hex digits");
+                None
+            }
+        };
+        if let (Some(path), Some(sha256)) = (path, sha256) {
+            pins.push(Pin { path, sha256 });
+        }
+    }
+    if p.only_pinned
+        && pins.is_empty()
+        && !r.problems.iter().any(|x| x.key.starts_with("plugins.pin"))
+    {
+        r.push("plugins.only_pinned", "no [[plugins.pin]]: no plugin could load");
+    }
+    Plugins {
+        dir: plugin_dir,
+        cache_dir: match p.cache_dir {
+            Some(c) => dir.join(c),
+            None => data_dir.join("plugin-cache"),
+        },
+        memory_mib: p.memory_mib,
+        call_deadline: SignedDuration::from_millis(
+            i64::try_from(p.call_deadline_ms).unwrap_or(i64::MAX),
+        ),
+        quarantine_failures: p.quarantine_failures,
+        quarantine_window,
+        only_pinned: p.only_pinned,
+        pins,
+    }
+}
+
+/// Reports a per-type or per-device key naming nothing in the inventory.
+fn known(r: &mut Reporter<'_>, key: &str, name: &str, what: &str, known: Option<&[&str]>) {
+    if known.is_some_and(|k| !k.contains(&name)) {
+        r.push(key, format!("no {what} `{name}` in the inventory"));
+    }
+}
+
+fn offline(o: RawOffline, r: &mut Reporter<'_>, types: Option<&[&str]>) -> Offline {
+    let after = o.after.map(|d| positive(r, "offline.after", d));
+    let mut out = BTreeMap::new();
+    for (ty, d) in o.types {
+        let key = join("offline.types", &ty);
+        known(r, &key, &ty, "device of type", types);
+        out.insert(ty, positive(r, &key, d));
+    }
+    Offline { after, types: out }
+}
+
+fn sla(s: RawSla, r: &mut Reporter<'_>) -> Sla {
+    let mut sla = Sla::defaults();
+    let levels =
+        [("critical", s.critical), ("major", s.major), ("minor", s.minor), ("warning", s.warning)];
+    for ((name, raw), level) in levels.into_iter().zip(sla.levels.iter_mut()) {
+        let key = |k: &str| format!("sla.{name}.{k}");
+        if let Some(d) = raw.respond {
+            level.respond = positive(r, &key("respond"), d);
+        }
+        let mut due = |k: &str, v: Option<Due>, slot: &mut Due| {
+            if let Some(v) = v {
+                if v == Due::After(SignedDuration::ZERO) {
+                    r.push(&key(k), "must be more than 0");
+                }
+                *slot = v;
+            }
+        };
+        due("onsite_workday", raw.onsite_workday, &mut level.onsite_workday);
+        due("onsite_offhours", raw.onsite_offhours, &mut level.onsite_offhours);
+        due("resolve", raw.resolve, &mut level.resolve);
+    }
+    sla.spare_parts_within = positive(r, "sla.spare_parts_within", s.spare_parts_within);
+    sla
+}
+
+fn calendar(c: RawCalendar, r: &mut Reporter<'_>) -> Calendar {
+    let mut workdays: Vec<Weekday> = Vec::new();
+    for (i, w) in c.workdays.iter().enumerate() {
+        if workdays.contains(&w.0) {
+            r.push(&format!("calendar.workdays[{i}]"), "listed twice");
+        } else {
+            workdays.push(w.0);
+        }
+    }
+    if workdays.is_empty() {
+        r.push("calendar.workdays", "list at least one working weekday");
+    }
+    workdays.sort_by_key(|w| w.to_monday_zero_offset());
+    let mut holidays = Vec::new();
+    for h in &c.holidays {
+        let mut d = h.first;
+        while d <= h.last {
+            holidays.push(d);
+            match d.tomorrow() {
+                Ok(next) => d = next,
+                Err(_) => break,
+            }
+        }
+    }
+    holidays.sort();
+    holidays.dedup();
+    let mut extra: Vec<_> = c.extra_workdays.iter().map(|d| d.0).collect();
+    for (i, d) in extra.iter().enumerate() {
+        let key = format!("calendar.extra_workdays[{i}]");
+        if holidays.binary_search(d).is_ok() {
+            r.push(&key, format!("{d} is also a holiday"));
+        } else if workdays.contains(&d.weekday()) {
+            r.push(&key, format!("{d} is a {:?}, already a working day", d.weekday()));
+        }
+    }
+    extra.sort();
+    extra.dedup();
+    Calendar { workdays, start: c.hours.start, end: c.hours.end, holidays, extra_workdays: extra }
+}
+
+fn plans(
+    r: &mut Reporter<'_>,
+    section: &str,
+    raw: BTreeMap<String, BTreeMap<String, RawPlan>>,
+    what: &str,
+    names: Option<&[&str]>,
+) -> BTreeMap<String, BTreeMap<String, PlanOverride>> {
+    let mut out = BTreeMap::new();
+    for (name, plans) in raw {
+        let at = join(section, &name);
+        known(r, &at, &name, what, names);
+        let mut checked = BTreeMap::new();
+        for (plan, p) in plans {
+            let key = |k: &str| format!("{}.{k}", join(&at, &plan));
+            if p.enabled.is_none() && p.every.is_none() && p.meter_threshold.is_none() {
+                r.push(&join(&at, &plan), "sets nothing: use enabled, every or meter_threshold");
+            }
+            if matches!(
+                p.every,
+                Some(crate::maintenance::Span::Days(0) | crate::maintenance::Span::Months(0))
+            ) {
+                r.push(&key("every"), "must be at least a day");
+            }
+            if p.meter_threshold.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+                r.push(&key("meter_threshold"), "must be a number above 0");
+            }
+            checked.insert(
+                plan,
+                PlanOverride {
+                    enabled: p.enabled,
+                    every: p.every,
+                    meter_threshold: p.meter_threshold,
+                },
+            );
+        }
+        out.insert(name, checked);
+    }
+    out
+}
+
+fn inspections(
+    i: RawInspections,
+    r: &mut Reporter<'_>,
+    types: Option<&[&str]>,
+    devices: Option<&[&str]>,
+) -> Inspections {
+    Inspections {
+        lead_time: i.lead_time,
+        types: plans(r, "inspections.types", i.types, "device of type", types),
+        devices: plans(r, "inspections.devices", i.devices, "device", devices),
+    }
+}

@@ -1,0 +1,287 @@
+//! HTTP client of the central ticket service, with every failure classified for
+//! the dispatcher: retry later, dead-letter, or hold (bad credentials).
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::model::{CloseRequest, Created, ErrorBody, NewTicket, TicketEvent, TicketStatus};
+
+/// Header carrying the idempotency key of a create or an event.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// How much of an error body goes into a [`SendError`] reason.
+const REASON_LIMIT: usize = 500;
+
+/// Why a request to the central service did not succeed, classified by what the
+/// dispatcher must do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Try again later (5xx, 429, 408, timeout, connection error, unreadable answer,
+    /// unexpected redirect). `after` is the server's `Retry-After`, if it sent one:
+    /// never retry sooner.
+    #[error("central service unavailable, will retry: {reason}")]
+    Retry {
+        /// The server's `Retry-After`, if any.
+        after: Option<Duration>,
+        /// What happened, for the log.
+        reason: String,
+    },
+    /// The service will never accept this request (400, 404, 409, 422, other 4xx):
+    /// dead-letter it, do not retry.
+    #[error("central service rejected the request ({status}): {reason}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The service's `error` message, or the start of its body.
+        reason: String,
+    },
+    /// Missing or wrong credentials (401, 403): log loudly and keep the ticket
+    /// queued; it goes out once the token is fixed.
+    #[error("central service refused our credentials ({status}): {reason}; check the token")]
+    Unauthorized {
+        /// The HTTP status.
+        status: u16,
+        /// The service's message.
+        reason: String,
+    },
+}
+
+impl SendError {
+    /// Whether the request should be sent again later (as is, same key).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SendError::Retry { .. })
+    }
+
+    /// The HTTP status the service answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SendError::Rejected { status, .. } | SendError::Unauthorized { status, .. } => {
+                Some(*status)
+            }
+            SendError::Retry { .. } => None,
+        }
+    }
+}
+
+/// A client that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL does not parse or is not http(s).
+    #[error("invalid central service URL {url:?}: {reason}")]
+    Url {
+        /// The URL as configured.
+        url: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// The token cannot go in an HTTP header.
+    #[error("the central service token must be visible ASCII (no spaces or control characters)")]
+    Token,
+    /// The HTTP stack failed to initialise (TLS roots, …).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Client of the central ticket API (`shared/spec/central-api.md`).
+///
+/// Cheap to clone (the connection pool is shared).
+#[derive(Debug, Clone)]
+pub struct CentralClient {
+    /// The service root; endpoint paths are appended to it.
+    base: Url,
+    /// Connection pool, bearer token and timeouts.
+    http: reqwest::Client,
+}
+
+impl CentralClient {
+    /// A client of the service at `base_url` (e.g. `https://central.example/`; a path
+    /// prefix is kept), authenticating with `token`; every request, answer body
+    /// included, must finish within `timeout`.
+    pub fn new(base_url: &str, token: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let url_error =
+            |reason: &str| ClientError::Url { url: base_url.into(), reason: reason.into() };
+        let base = Url::parse(base_url).map_err(|e| url_error(&e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(url_error("must be an http:// or https:// URL"));
+        }
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ClientError::Token);
+        }
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ClientError::Token)?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect of a POST would be replayed as a GET; treat it as an error.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { base, http })
+    }
+
+    /// The service root this client talks to.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Opens a ticket (`POST /api/v1/tickets`). The same `idempotency_key` always
+    /// yields the same ticket, however often it is sent.
+    pub async fn open(
+        &self,
+        ticket: &NewTicket,
+        idempotency_key: &str,
+    ) -> Result<Created, SendError> {
+        let request = self.http.post(self.url(&[])).json(ticket);
+        self.send(with_key(request, idempotency_key)).await
+    }
+
+    /// Adds an event to a ticket (`POST /api/v1/tickets/{id}/events`); answers the
+    /// ticket's id and number.
+    pub async fn event(
+        &self,
+        ticket_id: &str,
+        event: &TicketEvent,
+        idempotency_key: &str,
+    ) -> Result<Created, SendError> {
+        let request = self.http.post(self.url(&[ticket_id, "events"])).json(event);
+        self.send(with_key(request, idempotency_key)).await
+    }
+
+    /// Reads a ticket's status back (`GET /api/v1/tickets/{id}`); an unknown ticket
+    /// is `Rejected` with status 404.
+    pub async fn get(&self, ticket_id: &str) -> Result<TicketStatus, SendError> {
+        self.send(self.http.get(self.url(&[ticket_id]))).await
+    }
+
+    /// Closes a ticket (`POST /api/v1/tickets/{id}/close`): what maintenance staff
+    /// do on the service side; for tools and tests.
+    pub async fn close(
+        &self,
+        ticket_id: &str,
+        close: &CloseRequest,
+    ) -> Result<TicketStatus, SendError> {
+        self.post(&[ticket_id, "close"], close).await
+    }
+
+    /// Acknowledges a ticket (`POST /api/v1/tickets/{id}/acknowledge`, an extension
+    /// of the reference service); for tools and tests.
+    pub async fn acknowledge(&self, ticket_id: &str) -> Result<TicketStatus, SendError> {
+        self.post(&[ticket_id, "acknowledge"], &serde_json::json!({})).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        body: &B,
+    ) -> Result<T, SendError> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// `{base}/api/v1/tickets/{segments…}`, each segment percent-encoded (a ticket id
+    /// may contain `/`).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        // Cannot fail: `new` refused cannot-be-a-base URLs.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["api", "v1", "tickets"]).extend(segments);
+        }
+        url
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, SendError> {
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
+        let body = response.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| SendError::Retry {
+                after: None,
+                reason: format!("unreadable answer ({status}): {e}"),
+            });
+        }
+        Err(classify(status, retry_after, &body))
+    }
+}
+
+/// Adds the idempotency key header. A header value must be visible ASCII, so
+/// other bytes (and `%`) are percent-encoded: deterministic, so the key stays stable.
+fn with_key(request: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
+    let mut encoded = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_graphic() && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    request.header(IDEMPOTENCY_KEY, encoded)
+}
+
+/// Classifies a non-success answer.
+fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> SendError {
+    let reason = error_reason(status, body);
+    match status.as_u16() {
+        401 | 403 => SendError::Unauthorized { status: status.as_u16(), reason },
+        408 | 429 => SendError::Retry { after: retry_after, reason },
+        400..=499 => SendError::Rejected { status: status.as_u16(), reason },
+        _ => SendError::Retry { after: retry_after, reason },
+    }
+}
+
+/// The service's `{"error": "…"}` message, or the start of the body.
+fn error_reason(status: StatusCode, body: &[u8]) -> String {
+    let message = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => error,
+        Err(_) => String::from_utf8_lossy(body).trim().chars().take(REASON_LIMIT).collect(),
+    };
+    if message.is_empty() { status.to_string() } else { format!("{status}: {message}") }
+}
+
+/// Describes a transport failure (no usable answer): always retryable.
+fn transport_error(error: reqwest::Error) -> SendError {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut reason = format!("{what}: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    SendError::Retry { after: None, reason }
+}
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110), the
+/// latter relative to `now` (a date in the past means "now").
+pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    let wait = at.duration_since(now);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests;
