@@ -1,7 +1,9 @@
 //! tend: the on-site agent that keeps building equipment serviced.
 //!
 //! # Layout
+//! - [`app`]: glue for the commands (plugins from config, replay, check).
 //! - [`config`]: raw TOML -> validated config, environment overrides, site inventory.
+//! - [`pipeline`]: message -> plugin -> alarms -> ticket builder -> one store batch.
 //! - [`plugins`]: the WebAssembly plugin host (the single `bindgen!` over `wit/`),
 //!   sandbox limits, loading and caching, quarantine.
 //! - [`alarms`]: the pure alarm state machine (episodes, clear hold, escalation,
@@ -9,15 +11,19 @@
 //! - [`maintenance`]: pure maintenance domain: business calendar and SLA due times,
 //!   warranty and coverage.
 //! - [`ingest`]: MQTT topic templates and payload event time.
+//! - [`store`]: sled trees and the one-transaction batch commit (all sled calls).
 //! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
 //! - [`central`]: the reference central ticket service (`tend central`).
 //! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
 
 pub mod alarms;
+pub mod app;
 pub mod central;
 pub mod config;
 pub mod ingest;
 pub mod maintenance;
+pub mod pipeline;
 pub mod plugins;
+pub mod store;
 pub mod tickets;
 pub mod trace;

@@ -23,6 +23,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The live pipeline over a recorded trace, in event time; prints every request
+    /// it would send to the central service as a JSON line and sends nothing.
+    Replay {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The trace: one `{"topic": ..., "payload": ...}` a line (`-` for stdin).
+        trace: PathBuf,
+    },
+    /// Validate config, inventory and plugins; print every problem with file and key.
+    Check {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The reference central ticket service (the API of central-api.md).
+    Central {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the service keeps its database.
+        #[arg(long, default_value = "target/central-data")]
+        data_dir: PathBuf,
+        /// The bearer token clients must send.
+        #[arg(long, env = "TEND_CENTRAL_TOKEN")]
+        token: String,
+    },
     /// Develop and inspect equipment plugins.
     Plugin {
         #[command(subcommand)]
@@ -81,7 +108,65 @@ fn init_logging(json: bool) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugin { command } => plugin_command(command),
+        Command::Replay { config, trace } => {
+            let config = tend::config::Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let s = tend::app::replay(&config, open_trace(&trace)?, &mut out)?;
+            let c = s.counters;
+            eprintln!(
+                "{} lines, {} requests; {} unknown device, {} bad topic, {} invalid, {} duplicates, {} plugin failures",
+                s.lines,
+                s.requests,
+                c.unknown_device,
+                c.bad_topic,
+                c.invalid,
+                c.duplicates,
+                c.plugin_failures
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let (problems, report) = tend::app::check(&config);
+            for line in &report {
+                println!("{line}");
+            }
+            if problems.is_empty() {
+                println!("ok: {}", config.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{} problem(s)", problems.len());
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Central { listen, data_dir, token } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                tracing::info!(%listen, data_dir = %data_dir.display(), "central service listening");
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                tend::central::serve(listener, tend::central::CentralConfig::new(data_dir, token), shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn open_trace(trace: &std::path::Path) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+    Ok(if trace.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(trace)
+            .with_context(|| format!("cannot open trace {}", trace.display()))?;
+        Box::new(BufReader::new(f))
+    })
 }
 
 fn load_plugin(path: &std::path::Path) -> anyhow::Result<tend::plugins::WasmPlugin> {
@@ -103,13 +188,7 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
                     p.equipment_type()
                 );
             }
-            let reader: Box<dyn std::io::BufRead> = if trace.as_os_str() == "-" {
-                Box::new(BufReader::new(std::io::stdin()))
-            } else {
-                let f = std::fs::File::open(&trace)
-                    .with_context(|| format!("cannot open trace {}", trace.display()))?;
-                Box::new(BufReader::new(f))
-            };
+            let reader = open_trace(&trace)?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let opts = trial::TrialOptions { settings, model };

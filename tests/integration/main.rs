@@ -7,3 +7,4 @@
 
 mod native;
 mod plugins;
+mod replay;

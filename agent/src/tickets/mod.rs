@@ -7,14 +7,22 @@
 //!   whether to retry (`Retry`, with the server's `Retry-After`), dead-letter
 //!   (`Rejected`) or hold the ticket until the token is fixed (`Unauthorized`).
 //! - [`backoff`]: exponential backoff with full jitter, pure.
+//! - [`dispatcher`]: [`Dispatcher`] sends the store's outbox in order (retry,
+//!   dead-letter, hold on a refused token); counters in [`DispatcherStatus`].
+//! - [`sync`]: [`TicketSync`] polls held tickets and reports closed ones as
+//!   [`TicketClosed`].
 
 pub mod backoff;
 pub mod client;
+pub mod dispatcher;
 pub mod model;
+pub mod sync;
 
 pub use backoff::Backoff;
 pub use client::{CentralClient, ClientError, SendError};
+pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherSnapshot, DispatcherStatus};
 pub use model::{
     CloseRequest, Coverage, Created, Device, Diagnosis, EventKind, Evidence, FaultCategory,
     NewTicket, Sla, Status, TicketEvent, TicketKind, TicketStatus, WireTime,
 };
+pub use sync::{SyncConfig, TicketClosed, TicketSync};

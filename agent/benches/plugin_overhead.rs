@@ -1,0 +1,824 @@
+//! Per-message cost of `evaluate_batch` through the wasm host versus the same rule
+//! crate called natively through the same `Evaluate` trait.
+//!
+//! ```text
+//! cargo bench -p tend --bench plugin_overhead              # full run
+//! cargo bench -p tend --bench plugin_overhead -- --quick   # fewer repetitions
+//! cargo bench -p tend --bench plugin_overhead -- door      # only plugins matching "door"
+//! ```
+//!
+//! For each reference plugin (compiled to `wasm32-wasip2` in release mode from source
+//! by `tend-tests`' build script) the bench:
+//!
+//! 1. builds a message stream from the plugin's fixture traces (`traces/*.jsonl`,
+//!    concatenated per device with event time shifted so it never goes backwards,
+//!    repeated under other device ids until there are at least [`MIN_MESSAGES`]),
+//!    decoded once up front;
+//! 2. times the compile of the component, loading it from the compiled-artifact
+//!    cache, and instantiate + `describe` (cold and warm);
+//! 3. checks that host and native give the same outcomes and states for the stream;
+//! 4. times whole passes over the stream — host one message per call, host batches
+//!    of [`BATCH`], native one message per call, native batches of [`BATCH`] — with
+//!    the four modes interleaved, after warm-up passes, state threaded through per
+//!    device as the pipeline does;
+//! 5. times an `evaluate_batch` call with no messages (the fixed cost of one call,
+//!    with and without a typical state).
+//!
+//! Prints tables to stdout and writes the figures to
+//! `target/bench/plugin_overhead.json` (`$CARGO_TARGET_DIR/bench/...` when set).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::BufReader;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tend::ingest::event_time::event_time_ms;
+use tend::plugins::bindings as wit;
+use tend::plugins::{CallError, Evaluate, Limits, PluginEngine, WasmPlugin};
+use tend::trace::read_trace;
+use tend_plugin_sdk as sdk;
+use tend_tests::plugins as built;
+
+/// Messages per call in the batched modes.
+const BATCH: usize = 64;
+/// The stream is repeated (under other device ids) until it has at least this many.
+const MIN_MESSAGES: usize = 4000;
+/// Event-time gap between two concatenated traces of one device.
+const SEGMENT_GAP_MS: i64 = 60_000;
+/// Calls per sample when timing a call with no messages.
+const EMPTY_CALLS: usize = 2000;
+/// Extra instantiations timed for the warm instantiate + `describe` figure.
+const WARM_INSTANTIATIONS: usize = 5;
+
+/// A plugin under test: its wasm build and its rule crate.
+struct Subject {
+    /// The equipment type (also the plugin's folder under `plugins/`).
+    equipment_type: &'static str,
+    /// The component built from source.
+    wasm: &'static str,
+    /// The same rule crate, native, behind `Evaluate`.
+    native: fn() -> Box<dyn Evaluate>,
+}
+
+/// The three reference plugins.
+const SUBJECTS: [Subject; 3] = [
+    Subject {
+        equipment_type: "solar-water-heater",
+        wasm: built::SOLAR_WATER_HEATER,
+        native: native_box::<tend_plugin_solar_water_heater::SolarWaterHeater>,
+    },
+    Subject {
+        equipment_type: "door-controller",
+        wasm: built::DOOR_CONTROLLER,
+        native: native_box::<tend_plugin_door_controller::DoorController>,
+    },
+    Subject {
+        equipment_type: "av-system",
+        wasm: built::AV_SYSTEM,
+        native: native_box::<tend_plugin_av_system::AvSystem>,
+    },
+];
+
+/// Command-line options.
+struct Options {
+    /// Fewer repetitions.
+    quick: bool,
+    /// Only plugins whose equipment type contains one of these (all when empty).
+    filters: Vec<String>,
+}
+
+impl Options {
+    /// Parses the arguments; cargo's `--bench` is ignored.
+    fn from_args() -> Result<Self> {
+        let mut opts = Self { quick: false, filters: Vec::new() };
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--quick" => opts.quick = true,
+                "--bench" => {}
+                flag if flag.starts_with('-') => {
+                    bail!("unknown option `{flag}` (expected --quick and/or plugin name filters)")
+                }
+                filter => opts.filters.push(filter.to_owned()),
+            }
+        }
+        Ok(opts)
+    }
+
+    /// Timed passes per mode.
+    fn repetitions(&self) -> usize {
+        if self.quick { 5 } else { 21 }
+    }
+
+    /// Untimed passes per mode before timing.
+    fn warmup(&self) -> usize {
+        if self.quick { 1 } else { 3 }
+    }
+
+    /// Whether `equipment_type` is selected.
+    fn selects(&self, equipment_type: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| equipment_type.contains(f.as_str()))
+    }
+}
+
+fn main() -> Result<()> {
+    let opts = Options::from_args()?;
+    let out_dir = target_dir().join("bench");
+    let cache_dir = out_dir.join("plugin-cache");
+    let reps = opts.repetitions();
+    let mut results = Vec::new();
+    for subject in SUBJECTS.iter().filter(|s| opts.selects(s.equipment_type)) {
+        eprintln!("plugin_overhead: {} ...", subject.equipment_type);
+        let r = bench_plugin(subject, &opts, &cache_dir)
+            .with_context(|| format!("benchmarking {}", subject.equipment_type))?;
+        results.push(r);
+    }
+    if results.is_empty() {
+        bail!("no plugin matches {:?}", opts.filters);
+    }
+    print_report(&results, reps, opts.warmup());
+    let file = out_dir.join("plugin_overhead.json");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let doc: serde_json::Map<String, serde_json::Value> =
+        results.iter().map(|r| (r.equipment_type.to_owned(), r.to_json(reps))).collect();
+    std::fs::write(&file, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("\nfigures written to {}", file.display());
+    Ok(())
+}
+
+/// Where cargo puts build output (`$CARGO_TARGET_DIR`, else `<repo>/target`).
+fn target_dir() -> PathBuf {
+    let root = Path::new(built::REPO_ROOT);
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The native adapter (as in tests/integration/native.rs).
+
+/// A rule crate compiled natively, behind the host's `Evaluate` trait: the same
+/// conversions the wasm glue does (`wit` types in, SDK types to the runner, `wit`
+/// types out), minus the component boundary.
+struct Native<P: sdk::Plugin> {
+    /// The equipment type the crate describes.
+    equipment_type: String,
+    /// The rule crate.
+    _p: PhantomData<P>,
+}
+
+impl<P: sdk::Plugin> Native<P> {
+    /// The adapter for `P`.
+    fn new() -> Self {
+        Self { equipment_type: P::describe().equipment_type, _p: PhantomData }
+    }
+}
+
+/// `Native::<P>` boxed (a `fn` pointer for [`Subject::native`]).
+fn native_box<P: sdk::Plugin + 'static>() -> Box<dyn Evaluate> {
+    Box::new(Native::<P>::new())
+}
+
+impl<P: sdk::Plugin> Evaluate for Native<P> {
+    fn equipment_type(&self) -> &str {
+        &self.equipment_type
+    }
+
+    fn evaluate_batch(
+        &mut self,
+        device: &wit::Device,
+        messages: &[wit::Message],
+        state: Option<&[u8]>,
+        _now_ms: i64,
+    ) -> Result<wit::BatchEvaluation, CallError> {
+        let device = sdk::Device {
+            id: device.id.clone(),
+            model: device.model.clone(),
+            settings: device.settings.clone(),
+        };
+        let messages: Vec<sdk::Message> = messages
+            .iter()
+            .map(|m| sdk::Message {
+                kind: match m.kind {
+                    wit::MessageKind::Telemetry => sdk::MessageKind::Telemetry,
+                    wit::MessageKind::Event => sdk::MessageKind::Event,
+                    wit::MessageKind::Status => sdk::MessageKind::Status,
+                },
+                topic: m.topic.clone(),
+                payload: m.payload.clone(),
+                ts_ms: m.ts_ms,
+            })
+            .collect();
+        let b = sdk::runner::evaluate_batch::<P>(&device, &messages, state);
+        Ok(wit::BatchEvaluation {
+            outcomes: b
+                .outcomes
+                .into_iter()
+                .map(|r| r.map(native_outcome).map_err(native_error))
+                .collect(),
+            state: b.state,
+        })
+    }
+}
+
+/// An SDK outcome as the host would return it.
+fn native_outcome(o: sdk::Outcome) -> wit::Outcome {
+    wit::Outcome {
+        conditions: o
+            .conditions
+            .into_iter()
+            .map(|c| wit::Condition {
+                code: c.code,
+                active: c.active,
+                severity: c.severity,
+                // The host cuts long summaries; do the same so the two compare equal.
+                summary: c.summary.chars().take(tend::plugins::host::MAX_SUMMARY).collect(),
+                evidence: c
+                    .evidence
+                    .into_iter()
+                    .map(|e| wit::Evidence { ts_ms: e.ts_ms, field: e.field, value: e.value })
+                    .collect(),
+                diagnosis: c.diagnosis.map(|d| wit::Diagnosis {
+                    probable_cause: d.probable_cause,
+                    category: match d.category {
+                        sdk::Category::Hardware => wit::Category::Hardware,
+                        sdk::Category::Software => wit::Category::Software,
+                    },
+                    suggested_parts: d.suggested_parts,
+                }),
+            })
+            .collect(),
+        meters: o
+            .meters
+            .into_iter()
+            .map(|m| wit::MeterReading { meter: m.meter, value: m.value })
+            .collect(),
+    }
+}
+
+/// An SDK error as the host would return it.
+fn native_error(e: sdk::EvalError) -> wit::EvalError {
+    match e {
+        sdk::EvalError::BadPayload(m) => wit::EvalError::BadPayload(m),
+        sdk::EvalError::BadSettings(m) => wit::EvalError::BadSettings(m),
+        sdk::EvalError::BadState(m) => wit::EvalError::BadState(m),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The message stream.
+
+/// One device's messages, in event-time order.
+struct DeviceStream {
+    /// The device as the pipeline would hand it over.
+    device: wit::Device,
+    /// Its messages.
+    messages: Vec<wit::Message>,
+}
+
+/// Every message of one plugin's traces, decoded.
+struct Stream {
+    /// Devices, each with its messages (the pipeline batches per device).
+    devices: Vec<DeviceStream>,
+    /// Messages in all.
+    messages: usize,
+    /// Payload bytes in all.
+    payload_bytes: usize,
+    /// Trace lines that could not be decoded (left out).
+    skipped: usize,
+}
+
+/// Reads every trace of `equipment_type`, concatenated per device (each trace shifted
+/// in event time to start after the previous one ended), then repeats the result
+/// under other device ids until there are at least [`MIN_MESSAGES`] messages.
+fn build_stream(equipment_type: &str) -> Result<Stream> {
+    let dir = Path::new(built::REPO_ROOT).join("plugins").join(equipment_type).join("traces");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    let mut per_device: BTreeMap<String, Vec<wit::Message>> = BTreeMap::new();
+    let mut skipped = 0;
+    for file in &files {
+        let reader = BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+        );
+        let mut segment: BTreeMap<String, Vec<wit::Message>> = BTreeMap::new();
+        let mut watermark = i64::MIN;
+        for item in read_trace(reader) {
+            let Ok((_, line)) = item else {
+                skipped += 1;
+                continue;
+            };
+            let Some((device, kind)) = split_topic(&line.topic) else {
+                skipped += 1;
+                continue;
+            };
+            let payload = line.payload_bytes();
+            let ts_ms = match kind {
+                // Status messages carry no ts: they take the watermark (interfaces.md).
+                wit::MessageKind::Status => watermark.max(0),
+                _ => match event_time_ms(&payload) {
+                    Ok(ts) => ts,
+                    Err(_) => {
+                        skipped += 1;
+                        continue;
+                    }
+                },
+            };
+            watermark = watermark.max(ts_ms);
+            let message = wit::Message { kind, topic: line.topic.clone(), payload, ts_ms };
+            segment.entry(device.to_owned()).or_default().push(message);
+        }
+        for (device, mut messages) in segment {
+            let all = per_device.entry(device).or_default();
+            if let (Some(last), Some(first)) = (all.last(), messages.first()) {
+                let shift = (last.ts_ms + SEGMENT_GAP_MS - first.ts_ms).max(0);
+                for m in &mut messages {
+                    m.ts_ms += shift;
+                }
+            }
+            all.extend(messages);
+        }
+    }
+    let base: usize = per_device.values().map(Vec::len).sum();
+    if base == 0 {
+        bail!("no usable messages in {}", dir.display());
+    }
+    let mut devices = Vec::new();
+    for copy in 0..MIN_MESSAGES.div_ceil(base) {
+        for (id, messages) in &per_device {
+            let new_id = if copy == 0 { id.clone() } else { format!("{id}-r{copy}") };
+            let (from, to) = (format!("/{id}/"), format!("/{new_id}/"));
+            let messages = messages
+                .iter()
+                .map(|m| wit::Message { topic: m.topic.replace(&from, &to), ..m.clone() })
+                .collect();
+            let device = wit::Device { id: new_id, model: String::new(), settings: "{}".into() };
+            devices.push(DeviceStream { device, messages });
+        }
+    }
+    let messages = devices.iter().map(|d| d.messages.len()).sum();
+    let payload_bytes =
+        devices.iter().flat_map(|d| &d.messages).map(|m| m.payload.len()).sum::<usize>();
+    Ok(Stream { devices, messages, payload_bytes, skipped })
+}
+
+/// Splits `.../{device_id}/{kind}` (the last two segments) of a trace topic.
+fn split_topic(topic: &str) -> Option<(&str, wit::MessageKind)> {
+    let mut parts = topic.rsplit('/');
+    let kind = match parts.next()? {
+        "telemetry" => wit::MessageKind::Telemetry,
+        "event" => wit::MessageKind::Event,
+        "status" => wit::MessageKind::Status,
+        _ => return None,
+    };
+    let device = parts.next()?;
+    tend::ingest::topic::valid_device_id(device).then_some((device, kind))
+}
+
+// ---------------------------------------------------------------------------------
+// Running the stream.
+
+/// One pass over the stream, `batch` messages per call, state threaded through per
+/// device as the pipeline does. Returns the number of outcomes (kept alive for the
+/// optimiser's sake).
+fn run_pass(plugin: &mut dyn Evaluate, stream: &Stream, batch: usize) -> Result<usize> {
+    let mut outcomes = 0;
+    for ds in &stream.devices {
+        let mut state: Option<Vec<u8>> = None;
+        for chunk in ds.messages.chunks(batch) {
+            let now_ms = chunk.last().map_or(0, |m| m.ts_ms);
+            let b = plugin.evaluate_batch(&ds.device, chunk, state.as_deref(), now_ms)?;
+            outcomes += black_box(&b.outcomes).len();
+            state = Some(b.state);
+        }
+    }
+    Ok(outcomes)
+}
+
+/// What one pass produced: every outcome in order, and each device's final state.
+#[derive(PartialEq)]
+struct Outputs {
+    /// One per message.
+    outcomes: Vec<Result<wit::Outcome, wit::EvalError>>,
+    /// One per device.
+    states: Vec<Vec<u8>>,
+}
+
+impl Outputs {
+    /// Runs one pass and keeps what it produced.
+    fn collect(plugin: &mut dyn Evaluate, stream: &Stream, batch: usize) -> Result<Self> {
+        let mut out = Self { outcomes: Vec::new(), states: Vec::new() };
+        for ds in &stream.devices {
+            let mut state: Option<Vec<u8>> = None;
+            for chunk in ds.messages.chunks(batch) {
+                let now_ms = chunk.last().map_or(0, |m| m.ts_ms);
+                let b = plugin.evaluate_batch(&ds.device, chunk, state.as_deref(), now_ms)?;
+                out.outcomes.extend(b.outcomes);
+                state = Some(b.state);
+            }
+            out.states.push(state.unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    /// Where `self` first differs from `other`, for the report (`None`: equal).
+    fn first_difference(&self, other: &Self) -> Option<String> {
+        let outcomes = self.outcomes.iter().zip(&other.outcomes).enumerate();
+        if let Some((i, (a, b))) = outcomes.clone().find(|(_, (a, b))| a != b) {
+            let text = |o| serde_json::to_string(o).unwrap_or_default();
+            return Some(format!("message {i}: {}", diff_window(&text(a), &text(b))));
+        }
+        if self.outcomes.len() != other.outcomes.len() {
+            return Some(format!("{} vs {} outcomes", self.outcomes.len(), other.outcomes.len()));
+        }
+        let states = self.states.iter().zip(&other.states).enumerate();
+        states.clone().find(|(_, (a, b))| a != b).map(|(i, (a, b))| {
+            let text = |s| String::from_utf8_lossy(s).into_owned();
+            format!("state of device {i}: {}", diff_window(&text(a), &text(b)))
+        })
+    }
+
+    /// Outcomes that are errors (messages the plugin rejected).
+    fn rejected(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.is_err()).count()
+    }
+}
+
+/// `…abc[x|y]def…`: the first difference of two texts with a little context.
+fn diff_window(a: &str, b: &str) -> String {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let at = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let from = at.saturating_sub(60);
+    let piece = |s: &[char]| s[at.min(s.len())..(at + 30).min(s.len())].iter().collect::<String>();
+    let before: String = a[from..at].iter().collect();
+    format!("…{before}[{} | {}]…", piece(&a), piece(&b))
+}
+
+/// Median, minimum and maximum of some samples (ns per message or per call).
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    /// The median.
+    median: f64,
+    /// The fastest sample.
+    min: f64,
+    /// The slowest sample.
+    max: f64,
+}
+
+impl Stat {
+    /// Summarises `samples` (not empty).
+    fn of(samples: &mut [f64]) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        let median = match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => samples[n / 2],
+            _ => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
+        };
+        Self {
+            median,
+            min: samples.first().copied().unwrap_or(f64::NAN),
+            max: samples.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+
+    /// `median [min–max]`, right-aligned in `width`.
+    fn cell(&self, width: usize) -> String {
+        let text = format!("{} [{}–{}]", ns(self.median), ns(self.min), ns(self.max));
+        format!("{text:>width$}")
+    }
+}
+
+/// A nanosecond figure for the tables.
+fn ns(x: f64) -> String {
+    if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.1}") }
+}
+
+/// Milliseconds of a duration, as a float.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The four timed modes, in the order they are interleaved.
+const MODES: [(&str, bool, usize); 4] = [
+    ("host×1", true, 1),
+    ("host×64", true, BATCH),
+    ("native×1", false, 1),
+    ("native×64", false, BATCH),
+];
+
+/// Everything measured for one plugin.
+struct PluginResult {
+    /// The equipment type.
+    equipment_type: &'static str,
+    /// Messages per pass.
+    messages: usize,
+    /// Devices per pass.
+    devices: usize,
+    /// Mean payload size.
+    payload_bytes_avg: f64,
+    /// Trace lines left out.
+    skipped: usize,
+    /// Outcomes that were errors.
+    rejected: usize,
+    /// Mean size of the final per-device state.
+    state_bytes: usize,
+    /// Where host output first differs from native output with the same batching
+    /// (empty: they agree on every outcome and state).
+    differences: Vec<String>,
+    /// Where native batched output first differs from native single (the rule
+    /// crate's own behaviour, not the host's).
+    batching_changes: Option<String>,
+    /// ns/message for each of [`MODES`].
+    modes: [Stat; 4],
+    /// Compile of the component, no cache.
+    compile: Duration,
+    /// Loading the compiled component from the on-disk cache.
+    cache_load: Duration,
+    /// Linker + instantiate + `describe` + validation, first time.
+    instantiate_cold: Duration,
+    /// The same, median of a few more.
+    instantiate_warm: Duration,
+    /// ns per call with no messages and the typical state: [host, native].
+    empty_call_state: [Stat; 2],
+    /// ns per call with no messages and no state: [host, native].
+    empty_call_no_state: [Stat; 2],
+}
+
+impl PluginResult {
+    /// Host / native, one message per call.
+    fn ratio_single(&self) -> f64 {
+        self.modes[0].median / self.modes[2].median
+    }
+
+    /// Host / native, batches of [`BATCH`].
+    fn ratio_batch(&self) -> f64 {
+        self.modes[1].median / self.modes[3].median
+    }
+
+    /// The plugin's entry of `plugin_overhead.json`.
+    fn to_json(&self, reps: usize) -> serde_json::Value {
+        let [hs, hb, ns, nb] = self.modes;
+        json!({
+            "messages": self.messages,
+            "devices": self.devices,
+            "repetitions": reps,
+            "batch": BATCH,
+            "host_single_ns": hs.median,
+            "host_single_min_ns": hs.min,
+            "host_single_max_ns": hs.max,
+            "host_batch64_ns": hb.median,
+            "host_batch64_min_ns": hb.min,
+            "host_batch64_max_ns": hb.max,
+            "native_single_ns": ns.median,
+            "native_single_min_ns": ns.min,
+            "native_single_max_ns": ns.max,
+            "native_batch64_ns": nb.median,
+            "native_batch64_min_ns": nb.min,
+            "native_batch64_max_ns": nb.max,
+            "ratio_single": self.ratio_single(),
+            "ratio_batch64": self.ratio_batch(),
+            "compile_ms": ms(self.compile),
+            "cache_load_ms": ms(self.cache_load),
+            "instantiate_describe_cold_ms": ms(self.instantiate_cold),
+            "instantiate_describe_warm_ms": ms(self.instantiate_warm),
+            "host_empty_call_ns": self.empty_call_state[0].median,
+            "native_empty_call_ns": self.empty_call_state[1].median,
+            "host_empty_call_no_state_ns": self.empty_call_no_state[0].median,
+            "native_empty_call_no_state_ns": self.empty_call_no_state[1].median,
+            "state_bytes": self.state_bytes,
+            "payload_bytes_avg": self.payload_bytes_avg,
+            "rejected": self.rejected,
+            "skipped_lines": self.skipped,
+            "outputs_identical": self.differences.is_empty(),
+            "batching_changes_output": self.batching_changes.is_some(),
+        })
+    }
+}
+
+/// Loads, checks and times one plugin.
+fn bench_plugin(subject: &Subject, opts: &Options, cache_dir: &Path) -> Result<PluginResult> {
+    let stream = build_stream(subject.equipment_type)?;
+
+    // Load times.
+    let path = Path::new(subject.wasm);
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let engine = PluginEngine::new(None)?;
+    let t = Instant::now();
+    let component = engine.compile(path, &bytes)?;
+    let compile = t.elapsed();
+    let t = Instant::now();
+    let mut host =
+        WasmPlugin::new(engine.engine(), path, sha256.clone(), &component, Limits::default())?;
+    let instantiate_cold = t.elapsed();
+    let mut warm = Vec::new();
+    for _ in 0..WARM_INSTANTIATIONS {
+        let t = Instant::now();
+        let p =
+            WasmPlugin::new(engine.engine(), path, sha256.clone(), &component, Limits::default())?;
+        warm.push(t.elapsed().as_secs_f64());
+        drop(black_box(p));
+    }
+    let instantiate_warm = Duration::from_secs_f64(Stat::of(&mut warm).median);
+    let cached = PluginEngine::new(Some(cache_dir.to_owned()))?;
+    // The first run compiles and fills the cache; the timed one loads from it.
+    drop(cached.compile(path, &bytes)?);
+    let t = Instant::now();
+    let reloaded = cached.compile(path, &bytes)?;
+    let cache_load = t.elapsed();
+    drop(reloaded);
+
+    let mut native = (subject.native)();
+    if host.equipment_type() != native.equipment_type() {
+        bail!("host says `{}`, native `{}`", host.equipment_type(), native.equipment_type());
+    }
+
+    // Same answers both ways, else the comparison is meaningless.
+    let native_single = Outputs::collect(native.as_mut(), &stream, 1)?;
+    let native_batch = Outputs::collect(native.as_mut(), &stream, BATCH)?;
+    let host_single = Outputs::collect(&mut host, &stream, 1)?;
+    let host_batch = Outputs::collect(&mut host, &stream, BATCH)?;
+    let mut differences = Vec::new();
+    if let Some(d) = host_single.first_difference(&native_single) {
+        differences.push(format!("host×1 vs native×1: {d}"));
+    }
+    if let Some(d) = host_batch.first_difference(&native_batch) {
+        differences.push(format!("host×{BATCH} vs native×{BATCH}: {d}"));
+    }
+    let batching_changes = native_batch.first_difference(&native_single);
+    let reference = native_single;
+    let state_bytes =
+        reference.states.iter().map(Vec::len).sum::<usize>() / reference.states.len().max(1);
+
+    // Whole passes, the four modes interleaved so drift hits them alike.
+    let reps = opts.repetitions();
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    for round in 0..opts.warmup() + reps {
+        for (i, (_, on_host, batch)) in MODES.iter().enumerate() {
+            let plugin: &mut dyn Evaluate = if *on_host { &mut host } else { native.as_mut() };
+            let t = Instant::now();
+            black_box(run_pass(plugin, &stream, *batch)?);
+            let elapsed = t.elapsed();
+            if round >= opts.warmup() {
+                samples[i].push(elapsed.as_nanos() as f64 / stream.messages as f64);
+            }
+        }
+    }
+    let modes = samples.map(|mut s| Stat::of(&mut s));
+
+    // The fixed cost of a call: no messages, with a typical state and with none.
+    let device = &stream.devices[0].device;
+    let typical = reference.states.first().map(Vec::as_slice);
+    let empty_call_state = empty_calls(&mut host, native.as_mut(), device, typical, opts)?;
+    let empty_call_no_state = empty_calls(&mut host, native.as_mut(), device, None, opts)?;
+
+    if host.stats().failures > 0 {
+        bail!("the host reported {} failed calls", host.stats().failures);
+    }
+    Ok(PluginResult {
+        equipment_type: subject.equipment_type,
+        messages: stream.messages,
+        devices: stream.devices.len(),
+        payload_bytes_avg: stream.payload_bytes as f64 / stream.messages as f64,
+        skipped: stream.skipped,
+        rejected: reference.rejected(),
+        state_bytes,
+        differences,
+        batching_changes,
+        modes,
+        compile,
+        cache_load,
+        instantiate_cold,
+        instantiate_warm,
+        empty_call_state,
+        empty_call_no_state,
+    })
+}
+
+/// ns per `evaluate_batch` call with no messages: [host, native], interleaved.
+fn empty_calls(
+    host: &mut WasmPlugin,
+    native: &mut dyn Evaluate,
+    device: &wit::Device,
+    state: Option<&[u8]>,
+    opts: &Options,
+) -> Result<[Stat; 2]> {
+    let mut samples: [Vec<f64>; 2] = Default::default();
+    for round in 0..opts.warmup() + opts.repetitions() {
+        for (i, plugin) in [host as &mut dyn Evaluate, native].into_iter().enumerate() {
+            let t = Instant::now();
+            for _ in 0..EMPTY_CALLS {
+                black_box(plugin.evaluate_batch(device, &[], state, 0)?);
+            }
+            let elapsed = t.elapsed();
+            if round >= opts.warmup() {
+                samples[i].push(elapsed.as_nanos() as f64 / EMPTY_CALLS as f64);
+            }
+        }
+    }
+    Ok(samples.map(|mut s| Stat::of(&mut s)))
+}
+
+/// Prints the tables.
+fn print_report(results: &[PluginResult], reps: usize, warmup: usize) {
+    println!();
+    println!(
+        "evaluate_batch, ns per message: median [min–max] of {reps} passes over the stream \
+         ({warmup} warm-up passes; modes interleaved)"
+    );
+    println!();
+    let w = 24;
+    print!("{:<20} {:>6}", "plugin", "msgs");
+    for (name, _, _) in MODES {
+        print!(" {name:>w$}");
+    }
+    println!(" {:>8} {:>8}", "host/nat", "host/nat");
+    print!("{:<20} {:>6}", "", "");
+    for _ in MODES {
+        print!(" {:>w$}", "");
+    }
+    println!(" {:>8} {:>8}", "×1", "×64");
+    for r in results {
+        print!("{:<20} {:>6}", r.equipment_type, r.messages);
+        for s in &r.modes {
+            print!(" {}", s.cell(w));
+        }
+        println!(" {:>8.2} {:>8.2}", r.ratio_single(), r.ratio_batch());
+    }
+
+    println!();
+    println!("fixed cost of one call with no messages, ns: host / native");
+    println!(
+        "{:<20} {:>8} {:>9} {:>11} {:>22} {:>22}",
+        "plugin", "state B", "payload B", "rejected", "with state", "no state"
+    );
+    for r in results {
+        println!(
+            "{:<20} {:>8} {:>9.0} {:>11} {:>22} {:>22}",
+            r.equipment_type,
+            r.state_bytes,
+            r.payload_bytes_avg,
+            format!("{}/{}", r.rejected, r.messages),
+            format!("{} / {}", ns(r.empty_call_state[0].median), ns(r.empty_call_state[1].median)),
+            format!(
+                "{} / {}",
+                ns(r.empty_call_no_state[0].median),
+                ns(r.empty_call_no_state[1].median)
+            ),
+        );
+    }
+
+    println!();
+    println!("loading, ms");
+    println!(
+        "{:<20} {:>10} {:>12} {:>22} {:>22}",
+        "plugin", "compile", "cache load", "instantiate+describe", "(warm, median of 5)"
+    );
+    for r in results {
+        println!(
+            "{:<20} {:>10.1} {:>12.1} {:>22.2} {:>22.2}",
+            r.equipment_type,
+            ms(r.compile),
+            ms(r.cache_load),
+            ms(r.instantiate_cold),
+            ms(r.instantiate_warm),
+        );
+    }
+
+    println!();
+    for r in results {
+        match &r.batching_changes {
+            None => println!(
+                "{}: host and native outputs {}; single and batched agree",
+                r.equipment_type,
+                if r.differences.is_empty() { "identical" } else { "DIFFER" }
+            ),
+            Some(d) => println!(
+                "{}: host and native outputs {}; batching ×{BATCH} changes the rule crate's own \
+                 output (state JSON round trip per call vs none): {d}",
+                r.equipment_type,
+                if r.differences.is_empty() { "identical" } else { "DIFFER" }
+            ),
+        }
+    }
+    for r in results.iter().filter(|r| !r.differences.is_empty() || r.skipped > 0) {
+        println!();
+        for d in &r.differences {
+            println!("WARNING: {}: outputs differ: {d}", r.equipment_type);
+        }
+        if r.skipped > 0 {
+            println!("note: {}: {} trace lines could not be decoded", r.equipment_type, r.skipped);
+        }
+    }
+}

@@ -1,0 +1,883 @@
+//! The outbox dispatcher: sends the store's outbox to the central service, strictly
+//! in sequence order, until every request is delivered or dead-lettered.
+//!
+//! Guarantees:
+//! - **Order.** One request at a time, oldest first; a request that fails is retried
+//!   until it is settled, never skipped, so a ticket's events always follow its
+//!   creation.
+//! - **Nothing lost.** A request leaves the outbox only once the service accepted it
+//!   ([`Store::delivered`]) or refused it for good with 400/404/409/422
+//!   ([`Store::dead_letter`], logged at error level and counted). 5xx, 429, timeouts
+//!   and refused connections are retried with exponential backoff and full jitter,
+//!   honouring `Retry-After`; a refused token (401/403) is logged once per outage and
+//!   retried the same way, so the tickets go out as soon as a corrected agent runs.
+//! - **Nothing duplicated.** Every request carries the idempotency key it was born
+//!   with; the service creates one ticket per key however often it is sent (after a
+//!   timeout, a crash, a restart).
+//! - **Restarts.** The dispatcher keeps no state of its own: the outbox is the state,
+//!   so a new dispatcher over the same store resumes where the last one stopped.
+//!
+//! Store calls (sled; `delivered` and `dead_letter` fsync) run on tokio's blocking
+//! pool via [`tokio::task::spawn_blocking`], never on the async workers. They are not
+//! cancelled by shutdown: shutdown interrupts an HTTP request or a wait, never a
+//! store write.
+//!
+//! The dispatcher may read an entry that is committed but not yet flushed; if the
+//! agent crashed before the flush, the message that produced it is redelivered and
+//! the pipeline queues the same request under the same key again: still one ticket.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::backoff::Backoff;
+use super::client::{CentralClient, SendError};
+use super::model::Created;
+use crate::store::{DeadLetter, OutboxEntry, Request, Store, StoreError};
+
+/// The error logged when the service refuses the agent's token.
+pub const TOKEN_REFUSED: &str =
+    "central service refused the token: check central.token / TEND_CENTRAL_TOKEN";
+
+/// How the dispatcher paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatcherConfig {
+    /// How many outbox entries are read per store call.
+    pub batch: usize,
+    /// How often the outbox is checked when nobody signals new entries.
+    pub poll_interval: Duration,
+    /// Delays between retries of a failing request (and after a store failure).
+    pub backoff: Backoff,
+}
+
+impl Default for DispatcherConfig {
+    /// 32 entries per read, a poll every 5 s, backoff from 1 s up to 5 min.
+    fn default() -> Self {
+        Self { batch: 32, poll_interval: Duration::from_secs(5), backoff: Backoff::default() }
+    }
+}
+
+/// What the dispatcher has done so far, for the status API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DispatcherSnapshot {
+    /// Requests the service accepted (creates and events).
+    pub sent: u64,
+    /// Failed attempts that will be retried (5xx, 429, no answer, refused token).
+    pub retried: u64,
+    /// Requests moved to the dead letters.
+    pub dead_lettered: u64,
+    /// Failed attempts in a row for the request at the head of the outbox (0 when
+    /// the service is answering).
+    pub consecutive_failures: u32,
+    /// True while the service refuses the token.
+    pub unauthorized: bool,
+    /// The latest error (kept after recovery, see `last_error_at`).
+    pub last_error: Option<String>,
+    /// When the latest error happened.
+    pub last_error_at: Option<jiff::Timestamp>,
+}
+
+/// Shared, cheap-to-clone handle on the dispatcher's counters.
+#[derive(Debug, Clone, Default)]
+pub struct DispatcherStatus {
+    /// The counters; the lock is held only to copy or bump them.
+    inner: Arc<Mutex<DispatcherSnapshot>>,
+}
+
+impl DispatcherStatus {
+    /// A copy of the current counters.
+    pub fn snapshot(&self) -> DispatcherSnapshot {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DispatcherSnapshot> {
+        // Nothing panics while holding the lock; recover the data if it ever did.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut DispatcherSnapshot)) {
+        change(&mut self.lock());
+    }
+
+    fn error(&self, text: String) {
+        self.update(|s| {
+            s.last_error = Some(text);
+            s.last_error_at = Some(jiff::Timestamp::now());
+        });
+    }
+}
+
+/// Sends the outbox to the central service; see the module docs.
+pub struct Dispatcher {
+    /// The agent's store (the outbox and dead letters).
+    store: Store,
+    /// The central service.
+    client: CentralClient,
+    /// Signalled by the pipeline after it committed new outbox entries.
+    notify: Arc<Notify>,
+    /// Pacing.
+    config: DispatcherConfig,
+    /// Counters shared with the status API.
+    status: DispatcherStatus,
+    /// Failed attempts in a row (the backoff exponent).
+    failures: u32,
+    /// Inside a refused-token outage (already logged).
+    unauthorized: bool,
+    /// Store failures in a row.
+    store_failures: u32,
+}
+
+/// What to do after settling (or failing to settle) one entry.
+enum Flow {
+    /// Go on with the next entry of the batch.
+    Next,
+    /// Read the outbox again (a store write failed).
+    Reread,
+    /// Shutdown was requested.
+    Stop,
+}
+
+/// Shutdown future, pinned for the whole run.
+type Shutdown<'a, F> = Pin<&'a mut F>;
+
+impl Dispatcher {
+    /// A dispatcher over `store`'s outbox, sending with `client` (which holds the
+    /// base URL, bearer token and request timeout). The pipeline calls
+    /// `notify.notify_one()` after each commit that added outbox entries.
+    pub fn new(
+        store: Store,
+        client: CentralClient,
+        notify: Arc<Notify>,
+        config: DispatcherConfig,
+    ) -> Self {
+        Self {
+            store,
+            client,
+            notify,
+            config,
+            status: DispatcherStatus::default(),
+            failures: 0,
+            unauthorized: false,
+            store_failures: 0,
+        }
+    }
+
+    /// The counters' handle (clone it before [`Dispatcher::run`]).
+    pub fn status(&self) -> DispatcherStatus {
+        self.status.clone()
+    }
+
+    /// Sends the outbox until `shutdown` completes; returns promptly then (an HTTP
+    /// request in flight is abandoned: its key makes the resend harmless).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = pin!(shutdown);
+        tracing::info!(central = %self.client.base_url(), "outbox dispatcher started");
+        'outer: loop {
+            // Registered before reading, so a commit between the read and the wait
+            // still wakes us (with `notify_one` and `notify_waiters` alike).
+            let notify = Arc::clone(&self.notify);
+            let notified = notify.notified();
+            let mut notified = pin!(notified);
+            notified.as_mut().enable();
+            let limit = self.config.batch.max(1);
+            let batch = match blocking(&self.store, move |s| s.outbox(limit)).await {
+                Ok(batch) => {
+                    self.store_recovered();
+                    batch
+                }
+                Err(error) => {
+                    if !self.store_failed("reading the outbox", &error, &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = notified => {}
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+                continue;
+            }
+            for (seq, entry) in batch {
+                match self.settle(seq, &entry, &mut shutdown).await {
+                    Flow::Next => {}
+                    Flow::Reread => continue 'outer,
+                    Flow::Stop => break 'outer,
+                }
+            }
+        }
+        tracing::info!("outbox dispatcher stopped");
+    }
+
+    /// Sends one entry until the service accepts or refuses it.
+    async fn settle<F: Future<Output = ()>>(
+        &mut self,
+        seq: u64,
+        entry: &OutboxEntry,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Flow {
+        loop {
+            let result = tokio::select! {
+                biased;
+                () = &mut *shutdown => return Flow::Stop,
+                result = self.send(entry) => result,
+            };
+            let (after, reason) = match result {
+                Ok(created) => return self.accepted(seq, entry, created, shutdown).await,
+                Err(SendError::Rejected { status, reason }) => {
+                    return self.rejected(seq, entry, status, reason, shutdown).await;
+                }
+                Err(SendError::Retry { after, reason }) => (after, reason),
+                Err(SendError::Unauthorized { status, reason }) => {
+                    if !self.unauthorized {
+                        self.unauthorized = true;
+                        tracing::error!(
+                            status,
+                            %reason,
+                            ticket_id = entry.ticket_id(),
+                            "{TOKEN_REFUSED}"
+                        );
+                    }
+                    self.status.update(|s| s.unauthorized = true);
+                    (None, format!("{TOKEN_REFUSED} ({reason})"))
+                }
+            };
+            self.failures = self.failures.saturating_add(1);
+            let attempt = self.failures;
+            let delay = self.config.backoff.delay(attempt - 1, after, &mut rand::rng());
+            // Rate-limited: attempts 1, 2, 4, 8, … (the refused token logs its own error).
+            if attempt.is_power_of_two() && !self.unauthorized {
+                tracing::warn!(
+                    attempt,
+                    ticket_id = entry.ticket_id(),
+                    key = %entry.key,
+                    %reason,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "central service unavailable, will retry"
+                );
+            } else {
+                tracing::debug!(attempt, %reason, "central service unavailable, will retry");
+            }
+            self.status.error(reason);
+            self.status.update(|s| {
+                s.retried += 1;
+                s.consecutive_failures = attempt;
+            });
+            tokio::select! {
+                biased;
+                () = &mut *shutdown => return Flow::Stop,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One attempt at sending an entry.
+    async fn send(&self, entry: &OutboxEntry) -> Result<Created, SendError> {
+        match &entry.request {
+            Request::Open { ticket } => self.client.open(ticket, &entry.key).await,
+            Request::Event { ticket_id, event } => {
+                self.client.event(ticket_id, event, &entry.key).await
+            }
+        }
+    }
+
+    /// The service answered past authentication: end any outage.
+    fn answered(&mut self) {
+        if self.unauthorized {
+            tracing::info!("central service accepts the token again");
+        } else if self.failures > 0 {
+            tracing::info!(failed_attempts = self.failures, "central service reachable again");
+        }
+        self.failures = 0;
+        self.unauthorized = false;
+        self.status.update(|s| {
+            s.consecutive_failures = 0;
+            s.unauthorized = false;
+        });
+    }
+
+    async fn accepted<F: Future<Output = ()>>(
+        &mut self,
+        seq: u64,
+        entry: &OutboxEntry,
+        created: Created,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Flow {
+        self.answered();
+        let ticket_id = entry.ticket_id().to_owned();
+        let number = created.number;
+        let (id, n) = (ticket_id.clone(), number.clone());
+        if let Err(error) = blocking(&self.store, move |s| s.delivered(seq, &id, Some(&n))).await {
+            // Still in the outbox: it is sent again (same key, same ticket).
+            return self.store_failed_flow("recording a delivery", &error, shutdown).await;
+        }
+        self.store_recovered();
+        self.status.update(|s| s.sent += 1);
+        match &entry.request {
+            Request::Open { .. } => {
+                let key = &entry.key;
+                tracing::info!(%ticket_id, %number, %key, "ticket opened at the central service");
+            }
+            Request::Event { event, .. } => {
+                let kind = serde_json::to_value(&event.kind)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_owned)))
+                    .unwrap_or_default();
+                let key = &entry.key;
+                tracing::info!(%ticket_id, %number, event = %kind, %key, "ticket event delivered");
+            }
+        }
+        Flow::Next
+    }
+
+    async fn rejected<F: Future<Output = ()>>(
+        &mut self,
+        seq: u64,
+        entry: &OutboxEntry,
+        status: u16,
+        reason: String,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Flow {
+        self.answered();
+        // The client's reason reads "422 Unprocessable Entity: <message>"; keep the
+        // status visible even if a service sends no message.
+        let reason = if reason.starts_with(&status.to_string()) {
+            reason
+        } else {
+            format!("{status}: {reason}")
+        };
+        let letter = DeadLetter {
+            entry: entry.clone(),
+            reason: reason.clone(),
+            at_ms: jiff::Timestamp::now().as_millisecond(),
+        };
+        if let Err(error) = blocking(&self.store, move |s| s.dead_letter(seq, &letter)).await {
+            return self
+                .store_failed_flow("moving a request to the dead letters", &error, shutdown)
+                .await;
+        }
+        self.store_recovered();
+        tracing::error!(
+            ticket_id = entry.ticket_id(),
+            key = %entry.key,
+            %reason,
+            "central service rejected the request for good; moved to the dead letters"
+        );
+        self.status.error(format!("rejected {} (key {}): {reason}", entry.ticket_id(), entry.key));
+        self.status.update(|s| s.dead_lettered += 1);
+        Flow::Next
+    }
+
+    async fn store_failed_flow<F: Future<Output = ()>>(
+        &mut self,
+        what: &str,
+        error: &anyhow::Error,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Flow {
+        if self.store_failed(what, error, shutdown).await { Flow::Reread } else { Flow::Stop }
+    }
+
+    /// Logs a store failure (once per streak), then waits a backoff delay. False
+    /// when shutdown came first.
+    async fn store_failed<F: Future<Output = ()>>(
+        &mut self,
+        what: &str,
+        error: &anyhow::Error,
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> bool {
+        let attempt = self.store_failures;
+        self.store_failures = self.store_failures.saturating_add(1);
+        if attempt == 0 {
+            let error = format!("{error:#}");
+            tracing::error!(%error, "outbox dispatcher: store failed {what}; will retry");
+        }
+        self.status.error(format!("store failed {what}: {error:#}"));
+        let delay = self.config.backoff.delay(attempt, None, &mut rand::rng());
+        tokio::select! {
+            biased;
+            () = &mut *shutdown => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    fn store_recovered(&mut self) {
+        if self.store_failures > 0 {
+            tracing::info!("outbox dispatcher: store working again");
+            self.store_failures = 0;
+        }
+    }
+}
+
+/// Runs a store call on tokio's blocking pool.
+pub(crate) async fn blocking<T, C>(store: &Store, call: C) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    C: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || call(&store)).await?;
+    Ok(result?)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Against the real reference service on 127.0.0.1 and a real store in a
+    //! temporary directory. Helpers are shared with the sync's tests.
+
+    use std::path::Path;
+    use std::time::Instant;
+
+    use axum::http::StatusCode;
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+    use crate::central::{CentralConfig, CentralControl, TicketList, serve};
+    use crate::store::{Batch, TicketRef, TicketSubject};
+    use crate::tickets::model::{Device, EventKind, NewTicket, TicketEvent, TicketKind, WireTime};
+
+    /// The token test services accept.
+    pub(crate) const TOKEN: &str = "dispatch-test-token";
+    /// How long a condition may take before a test fails.
+    pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// A running reference service.
+    pub(crate) struct Central {
+        /// `http://127.0.0.1:{port}`.
+        pub(crate) url: String,
+        /// Its fault injection.
+        pub(crate) control: CentralControl,
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<anyhow::Result<()>>,
+    }
+
+    impl Central {
+        /// A service on a free port.
+        pub(crate) async fn start(dir: &Path) -> anyhow::Result<Self> {
+            Self::start_on(TcpListener::bind("127.0.0.1:0").await?, dir)
+        }
+
+        /// A service on `listener`.
+        pub(crate) fn start_on(listener: TcpListener, dir: &Path) -> anyhow::Result<Self> {
+            let url = format!("http://{}", listener.local_addr()?);
+            let cfg = CentralConfig { cache_capacity: 1 << 20, ..CentralConfig::new(dir, TOKEN) };
+            let control = cfg.control.clone();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(serve(listener, cfg, async move {
+                let _ = stopped.await;
+            }));
+            Ok(Self { url, control, stop, task })
+        }
+
+        /// Stops the service and waits until its database is closed.
+        pub(crate) async fn stop(self) -> anyhow::Result<()> {
+            let _ = self.stop.send(());
+            self.task.await?
+        }
+
+        /// A client with `token`.
+        pub(crate) fn client(&self, token: &str) -> anyhow::Result<CentralClient> {
+            Ok(CentralClient::new(&self.url, token, Duration::from_secs(5))?)
+        }
+
+        /// Every ticket the service holds, by number (the list endpoint).
+        pub(crate) async fn list(&self) -> anyhow::Result<TicketList> {
+            let response = reqwest::Client::new()
+                .get(format!("{}/api/v1/tickets", self.url))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(response.json().await?)
+        }
+    }
+
+    /// (creating key, event keys) of every ticket, by number.
+    pub(crate) fn keys(list: &TicketList) -> Vec<(String, Vec<String>)> {
+        list.tickets
+            .iter()
+            .map(|t| {
+                let events = t.events.iter().map(|e| e.idempotency_key.clone()).collect();
+                (t.idempotency_key.clone(), events)
+            })
+            .collect()
+    }
+
+    /// The agent's store in a temporary directory.
+    pub(crate) struct Agent {
+        /// Kept alive for the store's lifetime.
+        pub(crate) dir: tempfile::TempDir,
+        /// The store.
+        pub(crate) store: Store,
+    }
+
+    impl Agent {
+        pub(crate) fn new() -> anyhow::Result<Self> {
+            let dir = tempfile::tempdir()?;
+            let store = Store::open(dir.path(), 4 << 20)?;
+            Ok(Self { dir, store })
+        }
+
+        /// Commits `entries` like the pipeline does (an `Open` also records the
+        /// ticket as held open) and flushes.
+        pub(crate) fn queue(&self, entries: &[OutboxEntry]) -> anyhow::Result<()> {
+            let mut batch = Batch { outbox: entries.to_vec(), ..Batch::default() };
+            for entry in entries {
+                if let Request::Open { ticket } = &entry.request {
+                    let subject = TicketSubject::Fault { code: ticket.code.clone(), episode: 1 };
+                    let held =
+                        TicketRef { device: ticket.device.id.clone(), subject, number: None };
+                    batch.tickets.push((ticket.ticket_id.clone(), Some(held)));
+                }
+            }
+            self.store.commit(&batch)?;
+            self.store.flush()?;
+            Ok(())
+        }
+    }
+
+    pub(crate) fn time(text: &str) -> anyhow::Result<WireTime> {
+        Ok(WireTime::parse(text)?)
+    }
+
+    /// A fault ticket `site/{device}/tank_leak/1` with `severity`.
+    pub(crate) fn fault(device: &str, severity: u8) -> anyhow::Result<NewTicket> {
+        Ok(NewTicket {
+            ticket_id: format!("huaihai-138/{device}/tank_leak/1"),
+            kind: TicketKind::Fault,
+            site: "huaihai-138".into(),
+            device: Device {
+                id: device.into(),
+                device_type: "solar-water-heater".into(),
+                model: Some("SWH-300".into()),
+                serial: None,
+                location: Some("Roof, block A".into()),
+            },
+            code: "tank_leak".into(),
+            severity: Some(severity),
+            title: "Tank level falling with no draw".into(),
+            description: None,
+            opened_at: time("2026-11-22T10:04:00+08:00")?,
+            sla: None,
+            coverage: None,
+            diagnosis: None,
+            checklist: vec![],
+            due_at: None,
+            evidence: vec![],
+            occurrence: Some(1),
+            replacement_recommended: false,
+        })
+    }
+
+    /// Opening `ticket`, keyed by its id.
+    pub(crate) fn open(ticket: NewTicket) -> OutboxEntry {
+        OutboxEntry {
+            key: ticket.ticket_id.clone(),
+            request: Request::Open { ticket: ticket.into() },
+        }
+    }
+
+    /// An event on `device`'s ticket, keyed `{ticket id}/{label}`.
+    pub(crate) fn event(device: &str, label: &str, kind: EventKind) -> anyhow::Result<OutboxEntry> {
+        let ticket_id = format!("huaihai-138/{device}/tank_leak/1");
+        let at = time("2026-11-22T10:30:00+08:00")?;
+        Ok(OutboxEntry {
+            key: format!("{ticket_id}/{label}"),
+            request: Request::Event { ticket_id, event: TicketEvent { kind, at, note: None } },
+        })
+    }
+
+    /// Small delays so retries take milliseconds.
+    pub(crate) fn fast() -> DispatcherConfig {
+        DispatcherConfig {
+            batch: 2,
+            poll_interval: Duration::from_millis(50),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(20)),
+        }
+    }
+
+    /// A dispatcher running in a task.
+    pub(crate) struct Running {
+        /// Its counters.
+        pub(crate) status: DispatcherStatus,
+        /// Wakes it.
+        pub(crate) notify: Arc<Notify>,
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<()>,
+    }
+
+    impl Running {
+        pub(crate) fn start(
+            store: &Store,
+            client: CentralClient,
+            config: DispatcherConfig,
+        ) -> Self {
+            let notify = Arc::new(Notify::new());
+            let dispatcher = Dispatcher::new(store.clone(), client, Arc::clone(&notify), config);
+            let status = dispatcher.status();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(dispatcher.run(async move {
+                let _ = stopped.await;
+            }));
+            Self { status, notify, stop, task }
+        }
+
+        /// Shuts it down; it must return promptly.
+        pub(crate) async fn stop(self) -> anyhow::Result<()> {
+            let _ = self.stop.send(());
+            tokio::time::timeout(Duration::from_secs(5), self.task).await??;
+            Ok(())
+        }
+    }
+
+    /// Polls `condition` until it holds or the deadline passes.
+    pub(crate) async fn eventually(
+        what: &str,
+        mut condition: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        while !condition() {
+            anyhow::ensure!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    /// Three tickets with events, interleaved as the pipeline would queue them.
+    fn three_tickets() -> anyhow::Result<Vec<OutboxEntry>> {
+        Ok(vec![
+            open(fault("swh-01", 2)?),
+            open(fault("swh-02", 3)?),
+            event("swh-01", "recurred-2", EventKind::Recurred { count: 2 })?,
+            open(fault("swh-03", 4)?),
+            event("swh-02", "escalated-1", EventKind::Escalated { severity: 1 })?,
+            event("swh-03", "recovered", EventKind::Recovered)?,
+            event("swh-01", "recovered", EventKind::Recovered)?,
+        ])
+    }
+
+    /// What the service must hold after `three_tickets`, in order.
+    fn three_tickets_keys() -> Vec<(String, Vec<String>)> {
+        let id = |d: &str| format!("huaihai-138/{d}/tank_leak/1");
+        vec![
+            (
+                id("swh-01"),
+                vec![format!("{}/recurred-2", id("swh-01")), format!("{}/recovered", id("swh-01"))],
+            ),
+            (id("swh-02"), vec![format!("{}/escalated-1", id("swh-02"))]),
+            (id("swh-03"), vec![format!("{}/recovered", id("swh-03"))]),
+        ]
+    }
+
+    #[tokio::test]
+    async fn delivers_everything_in_order_exactly_once() -> anyhow::Result<()> {
+        let central_dir = tempfile::tempdir()?;
+        let central = Central::start(central_dir.path()).await?;
+        let agent = Agent::new()?;
+        let entries = three_tickets()?;
+        agent.queue(&entries)?;
+        // No polling: only the start and the notification can wake it.
+        let config = DispatcherConfig { poll_interval: Duration::from_secs(3600), ..fast() };
+        let running = Running::start(&agent.store, central.client(TOKEN)?, config);
+        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        assert_eq!(central.control.requests(), 7, "one request per entry, no more");
+        let list = central.list().await?;
+        assert_eq!(keys(&list), three_tickets_keys());
+        let held = agent.store.open_tickets()?;
+        for record in &list.tickets {
+            assert_eq!(
+                held[&record.ticket.ticket_id].number.as_deref(),
+                Some(record.number.as_str())
+            );
+        }
+        assert_eq!(list.tickets[1].severity, Some(1), "the escalation arrived");
+
+        // A new commit plus a notification is sent without waiting for a poll.
+        let late = event("swh-02", "recovered", EventKind::Recovered)?;
+        agent.queue(std::slice::from_ref(&late))?;
+        running.notify.notify_one();
+        eventually("the late event is delivered", || agent.store.outbox_len() == 0).await?;
+        let list = central.list().await?;
+        assert_eq!(keys(&list)[1].1.last(), Some(&late.key));
+        let status = running.status.snapshot();
+        assert_eq!((status.sent, status.retried, status.dead_lettered), (8, 0, 0));
+        assert_eq!(status.last_error, None);
+        running.stop().await?;
+        assert!(agent.store.dead_letters()?.is_empty());
+        central.stop().await
+    }
+
+    #[tokio::test]
+    async fn rides_out_503s_without_duplicates() -> anyhow::Result<()> {
+        let central_dir = tempfile::tempdir()?;
+        let central = Central::start(central_dir.path()).await?;
+        central.control.fail_for(Duration::from_millis(400), StatusCode::SERVICE_UNAVAILABLE, None);
+        let agent = Agent::new()?;
+        agent.queue(&three_tickets()?)?;
+        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        assert_eq!(keys(&central.list().await?), three_tickets_keys());
+        let status = running.status.snapshot();
+        assert!(status.retried > 0, "{status:?}");
+        assert_eq!((status.sent, status.consecutive_failures), (7, 0));
+        assert!(status.last_error.as_deref().is_some_and(|e| e.contains("503")));
+        running.stop().await?;
+        central.stop().await
+    }
+
+    #[tokio::test]
+    async fn honours_retry_after() -> anyhow::Result<()> {
+        let central_dir = tempfile::tempdir()?;
+        let central = Central::start(central_dir.path()).await?;
+        central.control.fail_next(1, StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(1)));
+        let agent = Agent::new()?;
+        agent.queue(&[open(fault("swh-01", 2)?)])?;
+        let start = Instant::now();
+        let config = DispatcherConfig {
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_secs(5)),
+            ..fast()
+        };
+        let running = Running::start(&agent.store, central.client(TOKEN)?, config);
+        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        assert!(start.elapsed() >= Duration::from_secs(1), "retried before Retry-After");
+        assert_eq!(central.control.requests(), 2);
+        running.stop().await?;
+        central.stop().await
+    }
+
+    #[tokio::test]
+    async fn waits_for_a_service_that_is_not_there_yet() -> anyhow::Result<()> {
+        // Reserve a port, then free it: nothing listens there until the service starts.
+        let addr = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+        let agent = Agent::new()?;
+        agent.queue(&three_tickets()?)?;
+        let client = CentralClient::new(&format!("http://{addr}"), TOKEN, Duration::from_secs(2))?;
+        let running = Running::start(&agent.store, client, fast());
+        eventually("a few attempts failed", || running.status.snapshot().retried >= 3).await?;
+        assert_eq!(agent.store.outbox_len(), 7, "nothing dropped");
+        let status = running.status.snapshot();
+        assert!(status.last_error.as_deref().is_some_and(|e| e.contains("connect")), "{status:?}");
+
+        let central_dir = tempfile::tempdir()?;
+        let central = Central::start_on(TcpListener::bind(addr).await?, central_dir.path())?;
+        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        assert_eq!(keys(&central.list().await?), three_tickets_keys());
+        running.stop().await?;
+        central.stop().await
+    }
+
+    #[tokio::test]
+    async fn dead_letters_what_the_service_refuses_and_goes_on() -> anyhow::Result<()> {
+        let central_dir = tempfile::tempdir()?;
+        let central = Central::start(central_dir.path()).await?;
+        let agent = Agent::new()?;
+        let bad = open(fault("swh-bad", 9)?);
+        let bad_event = event("swh-bad", "recovered", EventKind::Recovered)?;
+        agent.queue(&[
+            open(fault("swh-01", 2)?),
+            bad.clone(),
+            open(fault("swh-02", 2)?),
+            bad_event.clone(),
+            event("swh-01", "recovered", EventKind::Recovered)?,
+        ])?;
+        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+
+        let letters = agent.store.dead_letters()?;
+        assert_eq!(letters.len(), 2, "{letters:?}");
+        assert_eq!(letters[0].entry, bad);
+        assert!(letters[0].reason.starts_with("422"), "{}", letters[0].reason);
+        assert!(
+            letters[0].reason.contains("severity must be 1..=4, got 9"),
+            "{}",
+            letters[0].reason
+        );
+        assert_eq!(letters[1].entry, bad_event, "an event on the refused ticket is unknown there");
+        assert!(letters[1].reason.starts_with("404"), "{}", letters[1].reason);
+
+        let id = |d: &str| format!("huaihai-138/{d}/tank_leak/1");
+        assert_eq!(
+            keys(&central.list().await?),
+            [(id("swh-01"), vec![format!("{}/recovered", id("swh-01"))]), (id("swh-02"), vec![])]
+        );
+        let status = running.status.snapshot();
+        assert_eq!((status.sent, status.retried, status.dead_lettered), (3, 0, 2));
+        assert!(status.last_error.as_deref().is_some_and(|e| e.contains("swh-bad")));
+        assert_eq!(agent.store.open_tickets()?[&id("swh-bad")].number, None);
+        running.stop().await?;
+        central.stop().await
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_drops_nothing() -> anyhow::Result<()> {
+        let central_dir = tempfile::tempdir()?;
+        let central = Central::start(central_dir.path()).await?;
+        let agent = Agent::new()?;
+        agent.queue(&three_tickets()?)?;
+        let running = Running::start(&agent.store, central.client("wrong-token")?, fast());
+        eventually("a few attempts were refused", || {
+            let s = running.status.snapshot();
+            s.unauthorized && s.retried >= 3
+        })
+        .await?;
+        running.stop().await?;
+        assert_eq!(agent.store.outbox_len(), 7, "nothing dropped");
+        assert!(agent.store.dead_letters()?.is_empty(), "nothing dead-lettered");
+        assert!(central.list().await?.tickets.is_empty());
+
+        // The operator fixes the token and restarts the agent.
+        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        assert_eq!(keys(&central.list().await?), three_tickets_keys());
+        assert!(!running.status.snapshot().unauthorized);
+        running.stop().await?;
+        central.stop().await
+    }
+
+    #[tokio::test]
+    async fn a_restarted_dispatcher_resumes_without_duplicates() -> anyhow::Result<()> {
+        let central_dir = tempfile::tempdir()?;
+        let central = Central::start(central_dir.path()).await?;
+        // Answers come late, after the request took effect: a shutdown then most
+        // likely abandons a request the service already committed.
+        central.control.delay_for(Duration::from_secs(60), Duration::from_millis(100));
+        let agent = Agent::new()?;
+        let mut entries = Vec::new();
+        for n in 1..=5 {
+            let device = format!("swh-{n:02}");
+            entries.push(open(fault(&device, 2)?));
+            entries.push(event(&device, "recovered", EventKind::Recovered)?);
+        }
+        agent.queue(&entries)?;
+        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        eventually("three are delivered", || agent.store.outbox_len() <= 7).await?;
+        running.stop().await?;
+        let left = agent.store.outbox_len();
+        assert!(left > 0, "stopped mid-way");
+
+        // Restart: a new store handle over the same directory, a new dispatcher.
+        central.control.clear();
+        let Agent { dir, store } = agent;
+        drop(store);
+        let agent = Agent { store: Store::open(dir.path(), 4 << 20)?, dir };
+        assert_eq!(agent.store.outbox_len(), left, "the outbox survived");
+        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        let expected: Vec<(String, Vec<String>)> = entries
+            .chunks(2)
+            .map(|pair| (pair[0].key.clone(), vec![pair[1].key.clone()]))
+            .collect();
+        assert_eq!(keys(&central.list().await?), expected, "one ticket and one event per key");
+        assert!(agent.store.open_tickets()?.values().all(|t| t.number.is_some()));
+        running.stop().await?;
+        central.stop().await
+    }
+}

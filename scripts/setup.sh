@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what tend's build and tests need on a fresh Debian machine with rustup:
+# the wasm32-wasip2 target (plugins are components) and Mosquitto (the tests'
+# real MQTT broker). Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    echo "setup: adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+fi
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    echo "setup: installing mosquitto"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients
+fi
+# The Debian package starts a system broker on :1883; the tests start their own
+# on free loopback ports and do not need it.

@@ -1,0 +1,141 @@
+//! `tend replay`: the live pipeline over a recorded trace in event time.
+
+use std::io::BufReader;
+
+use tend_tests::site::{fixture, test_site};
+
+fn replay_lib(config: &std::path::Path, trace: &str) -> Vec<u8> {
+    let config = tend::config::Config::load(config).unwrap();
+    let mut out = Vec::new();
+    tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
+    out
+}
+
+fn three_faults() -> String {
+    let mut trace = String::new();
+    for (ty, code) in [
+        ("solar-water-heater", "overheat"),
+        ("door-controller", "tamper"),
+        ("av-system", "amp_protect"),
+    ] {
+        trace.push_str(&std::fs::read_to_string(fixture(ty, code)).unwrap());
+    }
+    trace
+}
+
+#[test]
+fn replay_opens_the_expected_tickets_with_sla_coverage_and_events() {
+    // Offline detection off the table: the three fixtures are months apart.
+    let site =
+        test_site("http://127.0.0.1:9", "mqtt://127.0.0.1:1", "[offline]\nafter = \"400d\"\n")
+            .unwrap();
+    let out = String::from_utf8(replay_lib(&site.config, &three_faults())).unwrap();
+    let lines: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let keys: Vec<&str> = lines.iter().map(|l| l["idempotency_key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "test-site/swh-1/overheat/1",
+            keys[1],
+            "test-site/door-1/tamper/1",
+            keys[3],
+            "test-site/av-1/amp_protect/1",
+            "test-site/av-1/amp_protect/1/escalated/1",
+            keys[6],
+        ],
+        "{out}"
+    );
+    assert!(keys[1].starts_with("test-site/swh-1/overheat/1/recovered/"));
+    assert!(keys[3].starts_with("test-site/door-1/tamper/1/recovered/"));
+    assert!(keys[6].starts_with("test-site/av-1/amp_protect/1/recovered/"));
+
+    let overheat = &lines[0];
+    assert_eq!(overheat["method"], "POST");
+    assert_eq!(overheat["path"], "/api/v1/tickets");
+    let body = &overheat["body"];
+    assert_eq!(body["ticket_id"], "test-site.swh-1.overheat.1");
+    assert_eq!(body["kind"], "fault");
+    assert_eq!(body["site"], "test-site");
+    assert_eq!(body["device"]["type"], "solar-water-heater");
+    assert_eq!(body["device"]["serial"], "S1");
+    assert_eq!(body["severity"], 2);
+    assert_eq!(body["coverage"], "warranty", "commissioned 2026-01-01, main unit 3 years");
+    assert_eq!(body["occurrence"], 1);
+    assert_eq!(body["replacement_recommended"], false);
+    assert_eq!(body["diagnosis"]["category"], "hardware");
+    assert!(!body["evidence"].as_array().unwrap().is_empty());
+    // Opened in event time, in the site's zone; a level-2 SLA: respond in 10 min.
+    let opened: jiff::Timestamp = body["opened_at"].as_str().unwrap().parse().unwrap();
+    assert!(body["opened_at"].as_str().unwrap().ends_with("+08:00"));
+    let respond: jiff::Timestamp = body["sla"]["respond_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!(respond.duration_since(opened), jiff::SignedDuration::from_mins(10));
+    let resolve: jiff::Timestamp = body["sla"]["resolve_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!(resolve.duration_since(opened), jiff::SignedDuration::from_hours(48));
+
+    let escalated = &lines[5];
+    assert_eq!(escalated["path"], "/api/v1/tickets/test-site.av-1.amp_protect.1/events");
+    assert_eq!(escalated["body"]["type"], "escalated");
+    assert_eq!(escalated["body"]["severity"], 1);
+    let amp_opened: jiff::Timestamp =
+        lines[4]["body"]["opened_at"].as_str().unwrap().parse().unwrap();
+    let at: jiff::Timestamp = escalated["body"]["at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(at.duration_since(amp_opened), jiff::SignedDuration::from_mins(10));
+    assert_eq!(lines[6]["body"]["type"], "recovered");
+}
+
+#[test]
+fn replay_gives_byte_identical_output_on_repeated_runs() {
+    let site = test_site("http://127.0.0.1:9", "mqtt://127.0.0.1:1", "").unwrap();
+    let trace = three_faults();
+    let first = replay_lib(&site.config, &trace);
+    assert!(
+        first.len() > 1000,
+        "too little output to compare: {}",
+        String::from_utf8_lossy(&first)
+    );
+    assert_eq!(first, replay_lib(&site.config, &trace));
+    // And as a separate process, through the command line.
+    let trace_file = site.dir.path().join("trace.jsonl");
+    std::fs::write(&trace_file, &trace).unwrap();
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["replay", "--config"])
+            .arg(&site.config)
+            .arg(&trace_file)
+            .env_remove("TEND_CENTRAL_URL")
+            .env_remove("TEND_INVENTORY")
+            .env_remove("TEND_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let a = run();
+    assert_eq!(a, first);
+    assert_eq!(a, run());
+}
+
+#[test]
+fn replay_counts_what_it_cannot_use_and_goes_on() {
+    let site =
+        test_site("http://127.0.0.1:9", "mqtt://127.0.0.1:1", "[offline]\nafter = \"400d\"\n")
+            .unwrap();
+    let mut trace = String::from(
+        "{\"topic\":\"tend/test-site/ghost-1/telemetry\",\"payload\":{\"ts\":1}}\n\
+         {\"topic\":\"tend/test-site/bad id/telemetry\",\"payload\":{\"ts\":1}}\n\
+         {\"topic\":\"tend/test-site/swh-1/telemetry\",\"payload\":{\"no_ts\":true}}\n\
+         {\"topic\":\"tend/test-site/av-1/telemetry\",\"payload\":{\"ts\":2,\"amp_protect\":\"maybe\"}}\n\
+         not json at all\n",
+    );
+    trace.push_str(&std::fs::read_to_string(fixture("door-controller", "tamper")).unwrap());
+    let config = tend::config::Config::load(&site.config).unwrap();
+    let mut out = Vec::new();
+    let s = tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
+    assert_eq!(s.bad_lines, 1);
+    assert_eq!(s.counters.unknown_device, 1);
+    assert_eq!(s.counters.bad_topic, 1);
+    assert_eq!(s.counters.invalid, 2);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("test-site/door-1/tamper/1"), "{out}");
+}
