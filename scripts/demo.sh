@@ -16,3 +16,8 @@ target/release/tend plugin test target/plugins/door-controller.wasm \
 echo "== av-system: amp_protect"
 target/release/tend plugin test target/plugins/av-system.wasm \
     --device-type av-system plugins/av-system/traces/amp_protect.jsonl
+echo "== the requests the agent would send the central service for that AV trace on the example site"
+echo "   (tend replay; the site's other devices never publish in it, so they go offline after 5 min)"
+sed 's#tend/test-site/av-1/#tend/huaihai-138/av-hall-1/#' plugins/av-system/traces/amp_protect.jsonl \
+    | TEND_LOG=warn target/release/tend replay --config configs/agent.toml - \
+    | grep av-hall-1

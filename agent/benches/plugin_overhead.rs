@@ -5,6 +5,8 @@
 //! cargo bench -p tend --bench plugin_overhead              # full run
 //! cargo bench -p tend --bench plugin_overhead -- --quick   # fewer repetitions
 //! cargo bench -p tend --bench plugin_overhead -- door      # only plugins matching "door"
+//! # one mode only, for a profiler (guest functions named through a perf map):
+//! perf record -g target/release/deps/plugin_overhead-HASH --profile host1 solar
 //! ```
 //!
 //! For each reference plugin (compiled to `wasm32-wasip2` in release mode from source
@@ -90,18 +92,33 @@ struct Options {
     quick: bool,
     /// Only plugins whose equipment type contains one of these (all when empty).
     filters: Vec<String>,
+    /// `--profile MODE`: only loop this mode (an index into [`MODES`]) for a profiler.
+    profile: Option<usize>,
 }
 
 impl Options {
     /// Parses the arguments; cargo's `--bench` is ignored.
     fn from_args() -> Result<Self> {
-        let mut opts = Self { quick: false, filters: Vec::new() };
-        for arg in std::env::args().skip(1) {
+        let mut opts = Self { quick: false, filters: Vec::new(), profile: None };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => opts.quick = true,
                 "--bench" => {}
+                "--profile" => {
+                    let mode = args.next().unwrap_or_default();
+                    let ascii = |name: &str| name.replace('×', "");
+                    let found = MODES.iter().position(|(name, _, _)| ascii(name) == ascii(&mode));
+                    let names: Vec<String> = MODES.iter().map(|m| ascii(m.0)).collect();
+                    opts.profile = Some(found.with_context(|| {
+                        format!("--profile takes one of {names:?}, not `{mode}`")
+                    })?);
+                }
                 flag if flag.starts_with('-') => {
-                    bail!("unknown option `{flag}` (expected --quick and/or plugin name filters)")
+                    bail!(
+                        "unknown option `{flag}` (expected --quick, --profile MODE and/or \
+                         plugin name filters)"
+                    )
                 }
                 filter => opts.filters.push(filter.to_owned()),
             }
@@ -129,7 +146,23 @@ fn main() -> Result<()> {
     let opts = Options::from_args()?;
     let out_dir = target_dir().join("bench");
     let cache_dir = out_dir.join("plugin-cache");
+    if let Some(mode) = opts.profile {
+        for subject in SUBJECTS.iter().filter(|s| opts.selects(s.equipment_type)) {
+            profile(subject, mode, &opts)
+                .with_context(|| format!("profiling {}", subject.equipment_type))?;
+        }
+        return Ok(());
+    }
     let reps = opts.repetitions();
+    // The first compile in a process also sets up the compiler (thread pool, ISA):
+    // done once here so the per-plugin figures are comparable.
+    let first_compile = Instant::now();
+    if let Some(subject) = SUBJECTS.iter().find(|s| opts.selects(s.equipment_type)) {
+        let path = Path::new(subject.wasm);
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        drop(PluginEngine::new(None)?.compile(path, &bytes)?);
+    }
+    let first_compile = first_compile.elapsed();
     let mut results = Vec::new();
     for subject in SUBJECTS.iter().filter(|s| opts.selects(s.equipment_type)) {
         eprintln!("plugin_overhead: {} ...", subject.equipment_type);
@@ -141,6 +174,10 @@ fn main() -> Result<()> {
         bail!("no plugin matches {:?}", opts.filters);
     }
     print_report(&results, reps, opts.warmup());
+    println!(
+        "(the process's first compile, untimed above, took {:.1} ms incl. compiler setup)",
+        ms(first_compile)
+    );
     let file = out_dir.join("plugin_overhead.json");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let doc: serde_json::Map<String, serde_json::Value> =
@@ -728,6 +765,47 @@ fn empty_calls(
         }
     }
     Ok(samples.map(|mut s| Stat::of(&mut s)))
+}
+
+/// `--profile MODE`: loops one mode over the stream for a while (10 s, 3 s with
+/// `--quick`) so that `perf record` sees mostly that. The host runs on an engine
+/// configured like [`PluginEngine`]'s plus a perf map (`/tmp/perf-PID.map`), so the
+/// guest's functions have names in `perf report`.
+fn profile(subject: &Subject, mode: usize, opts: &Options) -> Result<()> {
+    let (name, on_host, batch) = MODES[mode];
+    let stream = build_stream(subject.equipment_type)?;
+    let mut plugin: Box<dyn Evaluate> = if on_host {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.wasm_backtrace_max_frames(None);
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        // No epoch ticker: the deadline is never reached.
+        let engine = wasmtime::Engine::new(&config)?;
+        let path = Path::new(subject.wasm);
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let component = wasmtime::component::Component::new(&engine, &bytes)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        Box::new(WasmPlugin::new(&engine, path, sha256, &component, Limits::default())?)
+    } else {
+        (subject.native)()
+    };
+    let budget = Duration::from_secs(if opts.quick { 3 } else { 10 });
+    let (start, mut passes) = (Instant::now(), 0u32);
+    while start.elapsed() < budget {
+        black_box(run_pass(plugin.as_mut(), &stream, batch)?);
+        passes += 1;
+    }
+    let per_message = start.elapsed().as_nanos() as f64 / (passes as f64 * stream.messages as f64);
+    println!(
+        "{} {name}: {passes} passes of {} messages, {} ns/message (pid {})",
+        subject.equipment_type,
+        stream.messages,
+        ns(per_message),
+        std::process::id()
+    );
+    Ok(())
 }
 
 /// Prints the tables.

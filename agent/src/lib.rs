@@ -14,6 +14,8 @@
 //! - [`store`]: sled trees and the one-transaction batch commit (all sled calls).
 //! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
 //! - [`central`]: the reference central ticket service (`tend central`).
+//! - [`run`]: `tend run`, the live agent: broker, MQTT ingest, the pipeline thread
+//!   (group commit, flush, then ack), outbox dispatcher, ticket sync, graceful shutdown.
 //! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
 
 pub mod alarms;
@@ -24,6 +26,7 @@ pub mod ingest;
 pub mod maintenance;
 pub mod pipeline;
 pub mod plugins;
+pub mod run;
 pub mod store;
 pub mod tickets;
 pub mod trace;

@@ -23,6 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The agent, live: MQTT in, tickets out, until SIGINT/SIGTERM (graceful).
+    Run {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The live pipeline over a recorded trace, in event time; prints every request
     /// it would send to the central service as a JSON line and sends nothing.
     Replay {
@@ -107,6 +113,12 @@ fn init_logging(json: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { config } => {
+            let config = tend::config::Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(tend::run::run(config, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin { command } => plugin_command(command),
         Command::Replay { config, trace } => {
             let config = tend::config::Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -156,6 +168,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

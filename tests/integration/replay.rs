@@ -2,7 +2,7 @@
 
 use std::io::BufReader;
 
-use tend_tests::site::{fixture, test_site};
+use tend_tests::site::{fixture, test_site, test_site_with};
 
 fn replay_lib(config: &std::path::Path, trace: &str) -> Vec<u8> {
     let config = tend::config::Config::load(config).unwrap();
@@ -138,4 +138,48 @@ fn replay_counts_what_it_cannot_use_and_goes_on() {
     assert_eq!(s.counters.invalid, 2);
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("test-site/door-1/tamper/1"), "{out}");
+}
+
+#[test]
+fn a_quarantined_plugin_raises_plugin_failure_for_its_devices_and_spares_the_others() {
+    let device = "\n[[device]]\nid = \"bad-1\"\ntype = \"misbehaving\"\nmodel = \"X\"\nserial = \"B1\"\n\
+                  location = \"Lab\"\ncommissioned = \"2026-01-01\"\nsettings = { misbehave = \"panic\" }\n";
+    let site = test_site_with(
+        "http://127.0.0.1:9",
+        "mqtt://127.0.0.1:1",
+        "[offline]\nafter = \"400d\"\n\n[plugins.quarantine]\n",
+        device,
+    );
+    // `[plugins.quarantine]` is not a key: the config must refuse it, naming it.
+    let err = tend::config::Config::load(&site.unwrap().config).unwrap_err().to_string();
+    assert!(err.contains("plugins.quarantine"), "{err}");
+
+    let site = test_site_with(
+        "http://127.0.0.1:9",
+        "mqtt://127.0.0.1:1",
+        "[offline]\nafter = \"400d\"\n",
+        device,
+    )
+    .unwrap();
+    let mut trace = String::new();
+    for i in 0..5 {
+        trace.push_str(&format!(
+            "{{\"topic\":\"tend/test-site/bad-1/telemetry\",\"payload\":{{\"ts\":{},\"value\":1}}}}\n",
+            1_795_312_800_000i64 + i * 1000
+        ));
+    }
+    trace.push_str(&std::fs::read_to_string(fixture("door-controller", "tamper")).unwrap());
+    let config = tend::config::Config::load(&site.config).unwrap();
+    let mut out = Vec::new();
+    let s = tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
+    assert_eq!(s.counters.plugin_failures, 5, "3 failures, then 2 calls refused by the quarantine");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let failure = lines
+        .iter()
+        .find(|l| l["idempotency_key"] == "test-site/bad-1/plugin_failure/1")
+        .expect("a plugin_failure ticket for bad-1");
+    assert_eq!(failure["body"]["severity"], 2);
+    assert!(failure["body"]["description"].as_str().unwrap().contains("quarantined"));
+    assert!(lines.iter().any(|l| l["idempotency_key"] == "test-site/door-1/tamper/1"));
 }

@@ -17,6 +17,17 @@ pub struct TestSite {
 /// `swh-1` (solar-water-heater), `door-1` (door-controller), `av-1` (av-system),
 /// commissioned 2026-01-01. `extra` is appended to agent.toml (TOML sections).
 pub fn test_site(central_url: &str, mqtt_url: &str, extra: &str) -> anyhow::Result<TestSite> {
+    test_site_with(central_url, mqtt_url, extra, "")
+}
+
+/// [`test_site`] plus `devices` appended to site.toml; the deliberately bad plugin
+/// (equipment type `misbehaving`) is installed too.
+pub fn test_site_with(
+    central_url: &str,
+    mqtt_url: &str,
+    extra: &str,
+    devices: &str,
+) -> anyhow::Result<TestSite> {
     let dir = tempfile::tempdir()?;
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
@@ -24,6 +35,7 @@ pub fn test_site(central_url: &str, mqtt_url: &str, extra: &str) -> anyhow::Resu
         (built::SOLAR_WATER_HEATER, "solar-water-heater.wasm"),
         (built::DOOR_CONTROLLER, "door-controller.wasm"),
         (built::AV_SYSTEM, "av-system.wasm"),
+        (built::MISBEHAVING, "misbehaving.wasm"),
     ] {
         std::fs::copy(src, plugins.join(name))?;
     }
@@ -65,7 +77,9 @@ model = "BGM-4Z"
 serial = "A1"
 location = "Hall 1"
 commissioned = "2026-01-01"
-"#,
+"#
+        .to_owned()
+            + devices,
     )?;
     Ok(TestSite { dir, config })
 }

@@ -1,0 +1,382 @@
+//! `tend run`: the live agent. Wires the parts together:
+//!
+//! - the embedded broker (when `broker.enabled`);
+//! - the MQTT ingest (QoS 1, manual acks);
+//! - the **pipeline thread**: one dedicated std thread owns the (synchronous, wasm)
+//!   [`Pipeline`]. It takes deliveries in batches (what is already waiting, up to
+//!   `store.commit_batch`, or whatever arrives within `store.commit_window` of the
+//!   first: group commit), processes them in one store transaction, flushes (the
+//!   durability point), and only then acks every delivery of the batch, rejected ones
+//!   included. Every second it calls [`Pipeline::advance`] with the wall clock
+//!   (offline, clear hold, escalation timers), and it applies the tickets the sync
+//!   reports closed. After each flush that queued requests it wakes the dispatcher;
+//! - the outbox [`Dispatcher`] and the [`TicketSync`] on the async runtime;
+//! - a periodic (every 60 s) info line with the counters.
+//!
+//! Shutdown (the `shutdown` future completes): the pipeline thread stops taking
+//! deliveries, finishes, commits, flushes and acks the batch in hand; then the MQTT
+//! ingest sends the queued acks and disconnects (anything not acked is redelivered
+//! next time); then the dispatcher and the sync stop.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::app::load_plugins;
+use crate::config::Config;
+use crate::ingest::broker::start_embedded;
+use crate::ingest::mqtt::{self, Delivery, MqttSettings};
+use crate::pipeline::{Counters, Incoming, Pipeline};
+use crate::store::{OutboxEntry, Store};
+use crate::tickets::backoff::Backoff;
+use crate::tickets::{
+    CentralClient, Dispatcher, DispatcherConfig, SyncConfig, TicketClosed, TicketSync,
+};
+
+/// How often the pipeline's timers are advanced to the wall clock.
+const TICK: Duration = Duration::from_secs(1);
+/// How often the counters are logged.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+/// Closed tickets buffered between the sync and the pipeline thread.
+const CLOSED_CHANNEL: usize = 64;
+
+/// The wall clock, ms since the Unix epoch.
+fn wall_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn to_std(d: jiff::SignedDuration) -> Duration {
+    d.unsigned_abs()
+}
+
+/// Runs the agent until `shutdown` completes (then shuts down gracefully and returns
+/// `Ok`), or until a part fails for good (returns the error).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let broker = if config.broker.enabled {
+        let listen = config.broker.listen;
+        let b = tokio::task::spawn_blocking(move || start_embedded(listen))
+            .await
+            .context("starting the embedded MQTT broker")?
+            .with_context(|| format!("starting the embedded MQTT broker on {listen}"))?;
+        tracing::info!(url = %b.url(), "embedded MQTT broker running");
+        Some(b)
+    } else {
+        None
+    };
+
+    // Plugins, store and pipeline are built on the pipeline thread, which owns them.
+    let config = Arc::new(config);
+    let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<Ready>>();
+    let (deliveries_tx, deliveries_rx) = oneshot::channel::<mpsc::Receiver<Delivery>>();
+    let (closed_tx, closed_rx) = mpsc::channel::<TicketClosed>(CLOSED_CHANNEL);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = oneshot::channel::<anyhow::Result<()>>();
+    let notify = Arc::new(Notify::new());
+    let counters = Arc::new(Mutex::new(Counters::default()));
+    let handle = tokio::runtime::Handle::current();
+    let thread = {
+        let config = Arc::clone(&config);
+        let notify = Arc::clone(&notify);
+        let counters = Arc::clone(&counters);
+        let stop = stop_rx.clone();
+        std::thread::Builder::new()
+            .name("tend-pipeline".into())
+            .spawn(move || {
+                let pipeline = match build_pipeline(&config) {
+                    Ok((pipeline, ready)) => {
+                        let _ = ready_tx.send(Ok(ready));
+                        pipeline
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let Ok(deliveries) = handle.block_on(deliveries_rx) else { return };
+                let worker = Worker {
+                    pipeline,
+                    deliveries,
+                    closed: closed_rx,
+                    stop,
+                    notify,
+                    counters,
+                    batch_max: config.store.commit_batch.max(1) as usize,
+                    window: to_std(config.store.commit_window),
+                };
+                let result = handle.block_on(worker.run());
+                let _ = done_tx.send(result);
+            })
+            .context("starting the pipeline thread")?
+    };
+    let ready = match ready_rx.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = thread.join();
+            return Err(anyhow!("the pipeline thread died while starting"));
+        }
+    };
+
+    let c = &config.central;
+    let timeout = to_std(c.timeout);
+    let client = CentralClient::new(&c.url, c.token.expose(), timeout)
+        .with_context(|| format!("setting up the central service client for {}", c.url))?;
+    let backoff = Backoff::new(to_std(c.backoff_initial), to_std(c.backoff_max));
+    let dispatcher = Dispatcher::new(
+        ready.store.clone(),
+        client.clone(),
+        Arc::clone(&notify),
+        DispatcherConfig { backoff, ..DispatcherConfig::default() },
+    );
+    let dispatcher_status = dispatcher.status();
+    let sync = TicketSync::new(
+        ready.store.clone(),
+        client,
+        closed_tx,
+        SyncConfig { interval: to_std(c.sync_interval), ..SyncConfig::default() },
+    );
+
+    let settings = MqttSettings::from_config(&config, ready.subscription.clone());
+    let (ingest, deliveries) = mqtt::connect(settings)
+        .await
+        .with_context(|| format!("starting the MQTT ingest for {}", config.mqtt.url))?;
+    if deliveries_tx.send(deliveries).is_err() {
+        ingest.shutdown().await;
+        let _ = thread.join();
+        return Err(anyhow!("the pipeline thread died while starting"));
+    }
+
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let dispatcher_task = tokio::spawn(dispatcher.run(stopped(&stop_rx)));
+    let sync_task = tokio::spawn(sync.run(stopped(&stop_rx)));
+
+    tracing::info!(
+        site = %config.inventory.site,
+        devices = config.inventory.devices.len(),
+        plugins = %ready.plugins,
+        broker = %config.mqtt.url,
+        embedded_broker = broker.is_some(),
+        subscription = %ready.subscription,
+        central = %config.central.url,
+        data_dir = %config.store.data_dir.display(),
+        "tend agent running"
+    );
+
+    let mut shutdown = pin!(shutdown);
+    let mut done_rx = done_rx;
+    let mut stats = tokio::time::interval_at(Instant::now() + STATS_EVERY, STATS_EVERY);
+    let failure = loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("shutting down: finishing the batch in hand");
+                break None;
+            }
+            r = &mut done_rx => {
+                break Some(match r {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => anyhow!("the pipeline stopped: the MQTT ingest ended"),
+                    Err(_) => anyhow!("the pipeline thread died"),
+                });
+            }
+            _ = stats.tick() => {
+                let p = *counters.lock().unwrap_or_else(PoisonError::into_inner);
+                let m = ingest.stats();
+                let d = dispatcher_status.snapshot();
+                tracing::info!(
+                    messages = p.messages,
+                    requests = p.requests,
+                    duplicates = p.duplicates,
+                    invalid = p.invalid,
+                    bad_topic = p.bad_topic,
+                    unknown_device = p.unknown_device,
+                    plugin_failures = p.plugin_failures,
+                    mqtt_connects = m.connects,
+                    mqtt_acks = m.acks_sent,
+                    sent = d.sent,
+                    retried = d.retried,
+                    dead_lettered = d.dead_lettered,
+                    outbox = ready.store.outbox_len(),
+                    "counters"
+                );
+            }
+        }
+    };
+
+    // Stop intake and let the pipeline finish, commit and ack its batch.
+    stop_tx.send_replace(true);
+    let pipeline_result = if failure.is_none() {
+        match done_rx.await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!("the pipeline thread died")),
+        }
+    } else {
+        Ok(())
+    };
+    // Sends the acks queued so far, then disconnects.
+    ingest.shutdown().await;
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    for (name, task) in [("outbox dispatcher", dispatcher_task), ("ticket sync", sync_task)] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the {name} failed");
+        }
+    }
+    let store = ready.store.clone();
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .context("flushing the store")?
+        .context("flushing the store")?;
+    drop(broker);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    pipeline_result?;
+    tracing::info!("tend agent stopped");
+    Ok(())
+}
+
+/// What the pipeline thread hands back once it is built.
+struct Ready {
+    store: Store,
+    subscription: String,
+    plugins: String,
+}
+
+fn build_pipeline(config: &Config) -> anyhow::Result<(Pipeline, Ready)> {
+    let plugins = load_plugins(config, Some(&config.plugins.cache_dir)).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow!("plugins could not be loaded:\n  {}", lines.join("\n  "))
+    })?;
+    let names: Vec<String> =
+        plugins.iter().map(|(ty, p)| format!("{ty} {}", p.description().plugin_version)).collect();
+    let dir = &config.store.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let store = Store::open(dir, config.store.cache_capacity_bytes())
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let pipeline = Pipeline::new(config, plugins, store.clone(), wall_ms())
+        .context("setting up the pipeline")?;
+    let subscription = pipeline.subscription();
+    Ok((pipeline, Ready { store, subscription, plugins: names.join(", ") }))
+}
+
+/// The pipeline thread's state.
+struct Worker {
+    pipeline: Pipeline,
+    deliveries: mpsc::Receiver<Delivery>,
+    closed: mpsc::Receiver<TicketClosed>,
+    stop: watch::Receiver<bool>,
+    notify: Arc<Notify>,
+    counters: Arc<Mutex<Counters>>,
+    batch_max: usize,
+    window: Duration,
+}
+
+impl Worker {
+    /// Until stopped (`Ok`), the ingest ends (`Ok`) or the store fails (`Err`).
+    async fn run(mut self) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut closed_open = true;
+        let mut stop = self.stop.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                d = self.deliveries.recv() => {
+                    let Some(first) = d else { return Ok(()) };
+                    let batch = self.gather(first).await;
+                    self.commit(batch)?;
+                }
+                c = self.closed.recv(), if closed_open => match c {
+                    Some(c) => self.closed(c)?,
+                    None => closed_open = false,
+                },
+                _ = tick.tick() => {
+                    let entries = self.pipeline.advance(wall_ms()).context("firing timers")?;
+                    self.flushed(&entries)?;
+                }
+            }
+        }
+    }
+
+    /// The first delivery plus what is waiting, up to `batch_max`, waiting at most
+    /// `window` for more.
+    async fn gather(&mut self, first: Delivery) -> Vec<Delivery> {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + self.window;
+        while batch.len() < self.batch_max {
+            match self.deliveries.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if self.window.is_zero() || *self.stop.borrow() {
+                        break;
+                    }
+                    match tokio::time::timeout_at(deadline, self.deliveries.recv()).await {
+                        Ok(Some(d)) => batch.push(d),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    /// Processes, commits, flushes, then acks the whole batch.
+    fn commit(&mut self, batch: Vec<Delivery>) -> anyhow::Result<()> {
+        let now = wall_ms();
+        let mut incoming = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        for d in batch {
+            incoming.push(Incoming { topic: d.topic, payload: d.payload, arrival_ms: now });
+            acks.push(d.ack);
+        }
+        let entries = self
+            .pipeline
+            .process(&incoming)
+            .with_context(|| format!("committing a batch of {} messages", incoming.len()))?;
+        self.flushed(&entries)?;
+        for ack in acks {
+            ack.ack();
+        }
+        Ok(())
+    }
+
+    /// A ticket staff closed: applied if the pipeline still holds it.
+    fn closed(&mut self, c: TicketClosed) -> anyhow::Result<()> {
+        let open = self.pipeline.store().open_tickets().context("reading the open tickets")?;
+        let Some(t) = open.get(&c.ticket_id) else {
+            tracing::debug!(ticket = %c.ticket_id, "closed ticket no longer held; ignored");
+            return Ok(());
+        };
+        tracing::info!(ticket = %c.ticket_id, device = %c.device, "ticket closed at the central service");
+        let entries = self
+            .pipeline
+            .ticket_closed(&c.ticket_id, t, c.closed_at.as_millisecond())
+            .with_context(|| format!("recording that ticket {} was closed", c.ticket_id))?;
+        self.flushed(&entries)
+    }
+
+    /// Flushes what was committed; wakes the dispatcher when requests were queued.
+    fn flushed(&mut self, entries: &[OutboxEntry]) -> anyhow::Result<()> {
+        self.pipeline.store().flush().context("flushing the store")?;
+        *self.counters.lock().unwrap_or_else(PoisonError::into_inner) = self.pipeline.counters();
+        if !entries.is_empty() {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+}
