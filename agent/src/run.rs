@@ -42,6 +42,8 @@ use crate::tickets::{
 const TICK: Duration = Duration::from_secs(1);
 /// How often the counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(60);
+/// How long startup waits for the broker to confirm the subscription.
+const MQTT_READY_WAIT: Duration = Duration::from_secs(10);
 /// Closed tickets buffered between the sync and the pipeline thread.
 const CLOSED_CHANNEL: usize = 64;
 
@@ -75,6 +77,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (deliveries_tx, deliveries_rx) = oneshot::channel::<mpsc::Receiver<Delivery>>();
     let (closed_tx, closed_rx) = mpsc::channel::<TicketClosed>(CLOSED_CHANNEL);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Dispatcher and sync stop after the pipeline's last batch is committed.
+    let (stop_tasks_tx, stop_tasks_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel::<anyhow::Result<()>>();
     let notify = Arc::new(Notify::new());
     let counters = Arc::new(Mutex::new(Counters::default()));
@@ -160,9 +164,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let dispatcher_task = tokio::spawn(dispatcher.run(stopped(&stop_rx)));
-    let sync_task = tokio::spawn(sync.run(stopped(&stop_rx)));
+    let dispatcher_task = tokio::spawn(dispatcher.run(stopped(&stop_tasks_rx)));
+    let sync_task = tokio::spawn(sync.run(stopped(&stop_tasks_rx)));
 
+    // The summary says whether the broker is there; a broker that is down is retried
+    // in the background.
+    let mqtt_ready = ingest.wait_ready(MQTT_READY_WAIT).await;
     tracing::info!(
         site = %config.inventory.site,
         devices = config.inventory.devices.len(),
@@ -170,6 +177,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         broker = %config.mqtt.url,
         embedded_broker = broker.is_some(),
         subscription = %ready.subscription,
+        mqtt_ready,
         central = %config.central.url,
         data_dir = %config.store.data_dir.display(),
         "tend agent running"
@@ -228,6 +236,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // Sends the acks queued so far, then disconnects.
     ingest.shutdown().await;
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    stop_tasks_tx.send_replace(true);
     for (name, task) in [("outbox dispatcher", dispatcher_task), ("ticket sync", sync_task)] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "the {name} failed");
