@@ -27,7 +27,10 @@
 //!    with and without a typical state).
 //!
 //! Prints tables to stdout and writes the figures to
-//! `target/bench/plugin_overhead.json` (`$CARGO_TARGET_DIR/bench/...` when set).
+//! `target/bench/plugin_overhead.json` (`$CARGO_TARGET_DIR/bench/...` when set),
+//! overwritten on each run (with a filter it holds only the selected plugins).
+//! `--profile MODE` (`host1`, `host64`, `native1`, `native64`) only loops that mode
+//! for a profiler and writes nothing.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -443,24 +446,26 @@ fn run_pass(plugin: &mut dyn Evaluate, stream: &Stream, batch: usize) -> Result<
 }
 
 /// What one pass produced: every outcome in order, and each device's final state.
-#[derive(PartialEq)]
 struct Outputs {
     /// One per message.
     outcomes: Vec<Result<wit::Outcome, wit::EvalError>>,
     /// One per device.
     states: Vec<Vec<u8>>,
+    /// The state after every call.
+    call_states: Vec<Vec<u8>>,
 }
 
 impl Outputs {
     /// Runs one pass and keeps what it produced.
     fn collect(plugin: &mut dyn Evaluate, stream: &Stream, batch: usize) -> Result<Self> {
-        let mut out = Self { outcomes: Vec::new(), states: Vec::new() };
+        let mut out = Self { outcomes: Vec::new(), states: Vec::new(), call_states: Vec::new() };
         for ds in &stream.devices {
             let mut state: Option<Vec<u8>> = None;
             for chunk in ds.messages.chunks(batch) {
                 let now_ms = chunk.last().map_or(0, |m| m.ts_ms);
                 let b = plugin.evaluate_batch(&ds.device, chunk, state.as_deref(), now_ms)?;
                 out.outcomes.extend(b.outcomes);
+                out.call_states.push(b.state.clone());
                 state = Some(b.state);
             }
             out.states.push(state.unwrap_or_default());
@@ -568,7 +573,7 @@ struct PluginResult {
     skipped: usize,
     /// Outcomes that were errors.
     rejected: usize,
-    /// Mean size of the final per-device state.
+    /// Mean size of the state passed in and out, over the one-message calls.
     state_bytes: usize,
     /// Where host output first differs from native output with the same batching
     /// (empty: they agree on every outcome and state).
@@ -586,7 +591,7 @@ struct PluginResult {
     instantiate_cold: Duration,
     /// The same, median of a few more.
     instantiate_warm: Duration,
-    /// ns per call with no messages and the typical state: [host, native].
+    /// ns per call with no messages and a state of about `state_bytes`: [host, native].
     empty_call_state: [Stat; 2],
     /// ns per call with no messages and no state: [host, native].
     empty_call_no_state: [Stat; 2],
@@ -633,7 +638,7 @@ impl PluginResult {
             "native_empty_call_ns": self.empty_call_state[1].median,
             "host_empty_call_no_state_ns": self.empty_call_no_state[0].median,
             "native_empty_call_no_state_ns": self.empty_call_no_state[1].median,
-            "state_bytes": self.state_bytes,
+            "state_bytes_mean": self.state_bytes,
             "payload_bytes_avg": self.payload_bytes_avg,
             "rejected": self.rejected,
             "skipped_lines": self.skipped,
@@ -694,9 +699,15 @@ fn bench_plugin(subject: &Subject, opts: &Options, cache_dir: &Path) -> Result<P
         differences.push(format!("host×{BATCH} vs native×{BATCH}: {d}"));
     }
     let batching_changes = native_batch.first_difference(&native_single);
-    let reference = native_single;
-    let state_bytes =
-        reference.states.iter().map(Vec::len).sum::<usize>() / reference.states.len().max(1);
+    // The state a call decodes and encodes, on average over the single-message calls,
+    // and one of about that size for the fixed-cost figure.
+    let calls = native_single.call_states.len().max(1);
+    let state_bytes = native_single.call_states.iter().map(Vec::len).sum::<usize>() / calls;
+    let typical =
+        native_single.call_states.iter().min_by_key(|s| s.len().abs_diff(state_bytes)).cloned();
+    let rejected = native_single.rejected();
+    // Not kept around while timing.
+    drop((native_single, native_batch, host_single, host_batch));
 
     // Whole passes, the four modes interleaved so drift hits them alike.
     let reps = opts.repetitions();
@@ -716,7 +727,7 @@ fn bench_plugin(subject: &Subject, opts: &Options, cache_dir: &Path) -> Result<P
 
     // The fixed cost of a call: no messages, with a typical state and with none.
     let device = &stream.devices[0].device;
-    let typical = reference.states.first().map(Vec::as_slice);
+    let typical = typical.as_deref();
     let empty_call_state = empty_calls(&mut host, native.as_mut(), device, typical, opts)?;
     let empty_call_no_state = empty_calls(&mut host, native.as_mut(), device, None, opts)?;
 
@@ -729,7 +740,7 @@ fn bench_plugin(subject: &Subject, opts: &Options, cache_dir: &Path) -> Result<P
         devices: stream.devices.len(),
         payload_bytes_avg: stream.payload_bytes as f64 / stream.messages as f64,
         skipped: stream.skipped,
-        rejected: reference.rejected(),
+        rejected,
         state_bytes,
         differences,
         batching_changes,
@@ -836,7 +847,11 @@ fn print_report(results: &[PluginResult], reps: usize, warmup: usize) {
     }
 
     println!();
-    println!("fixed cost of one call with no messages, ns: host / native");
+    println!(
+        "one call with no messages (the fixed cost of a call), ns host / native, with a state \
+         of the mean size and with none; state B: mean state per one-message call; payload B: \
+         mean payload"
+    );
     println!(
         "{:<20} {:>8} {:>9} {:>11} {:>22} {:>22}",
         "plugin", "state B", "payload B", "rejected", "with state", "no state"
@@ -883,8 +898,9 @@ fn print_report(results: &[PluginResult], reps: usize, warmup: usize) {
                 if r.differences.is_empty() { "identical" } else { "DIFFER" }
             ),
             Some(d) => println!(
-                "{}: host and native outputs {}; batching ×{BATCH} changes the rule crate's own \
-                 output (state JSON round trip per call vs none): {d}",
+                "{}: host and native outputs {}; but batching ×{BATCH} changes the rule crate's \
+                 own output (e.g. an f64 of the state not surviving the JSON round trip between \
+                 calls exactly): {d}",
                 r.equipment_type,
                 if r.differences.is_empty() { "identical" } else { "DIFFER" }
             ),

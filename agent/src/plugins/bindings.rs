@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
 
 // The world `use`s these, so bindgen already re-exports the world-level ones
 // (Description, Device, Message, Evaluation, BatchEvaluation, EvalError) here.
-pub use tend::plugin::types::{
+pub use self::tend::plugin::types::{
     Category, Condition, Diagnosis, Evidence, FaultSpec, InspectionPlan, MessageKind, MeterReading,
     MeterRule, MeterSpec, MeterTrigger, Outcome, Period, WarrantyDefault,
 };
