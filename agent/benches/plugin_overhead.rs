@@ -35,7 +35,6 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io::BufReader;
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,7 +43,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tend::ingest::event_time::event_time_ms;
 use tend::plugins::bindings as wit;
-use tend::plugins::{CallError, Evaluate, Limits, PluginEngine, WasmPlugin};
+use tend::plugins::native::Native;
+use tend::plugins::{Evaluate, Limits, PluginEngine, WasmPlugin};
 use tend::trace::read_trace;
 use tend_plugin_sdk as sdk;
 use tend_tests::plugins as built;
@@ -200,115 +200,9 @@ fn target_dir() -> PathBuf {
     }
 }
 
-// ---------------------------------------------------------------------------------
-// The native adapter (as in tests/integration/native.rs).
-
-/// A rule crate compiled natively, behind the host's `Evaluate` trait: the same
-/// conversions the wasm glue does (`wit` types in, SDK types to the runner, `wit`
-/// types out), minus the component boundary.
-struct Native<P: sdk::Plugin> {
-    /// The equipment type the crate describes.
-    equipment_type: String,
-    /// The rule crate.
-    _p: PhantomData<P>,
-}
-
-impl<P: sdk::Plugin> Native<P> {
-    /// The adapter for `P`.
-    fn new() -> Self {
-        Self { equipment_type: P::describe().equipment_type, _p: PhantomData }
-    }
-}
-
 /// `Native::<P>` boxed (a `fn` pointer for [`Subject::native`]).
 fn native_box<P: sdk::Plugin + 'static>() -> Box<dyn Evaluate> {
     Box::new(Native::<P>::new())
-}
-
-impl<P: sdk::Plugin> Evaluate for Native<P> {
-    fn equipment_type(&self) -> &str {
-        &self.equipment_type
-    }
-
-    fn evaluate_batch(
-        &mut self,
-        device: &wit::Device,
-        messages: &[wit::Message],
-        state: Option<&[u8]>,
-        _now_ms: i64,
-    ) -> Result<wit::BatchEvaluation, CallError> {
-        let device = sdk::Device {
-            id: device.id.clone(),
-            model: device.model.clone(),
-            settings: device.settings.clone(),
-        };
-        let messages: Vec<sdk::Message> = messages
-            .iter()
-            .map(|m| sdk::Message {
-                kind: match m.kind {
-                    wit::MessageKind::Telemetry => sdk::MessageKind::Telemetry,
-                    wit::MessageKind::Event => sdk::MessageKind::Event,
-                    wit::MessageKind::Status => sdk::MessageKind::Status,
-                },
-                topic: m.topic.clone(),
-                payload: m.payload.clone(),
-                ts_ms: m.ts_ms,
-            })
-            .collect();
-        let b = sdk::runner::evaluate_batch::<P>(&device, &messages, state);
-        Ok(wit::BatchEvaluation {
-            outcomes: b
-                .outcomes
-                .into_iter()
-                .map(|r| r.map(native_outcome).map_err(native_error))
-                .collect(),
-            state: b.state,
-        })
-    }
-}
-
-/// An SDK outcome as the host would return it.
-fn native_outcome(o: sdk::Outcome) -> wit::Outcome {
-    wit::Outcome {
-        conditions: o
-            .conditions
-            .into_iter()
-            .map(|c| wit::Condition {
-                code: c.code,
-                active: c.active,
-                severity: c.severity,
-                // The host cuts long summaries; do the same so the two compare equal.
-                summary: c.summary.chars().take(tend::plugins::host::MAX_SUMMARY).collect(),
-                evidence: c
-                    .evidence
-                    .into_iter()
-                    .map(|e| wit::Evidence { ts_ms: e.ts_ms, field: e.field, value: e.value })
-                    .collect(),
-                diagnosis: c.diagnosis.map(|d| wit::Diagnosis {
-                    probable_cause: d.probable_cause,
-                    category: match d.category {
-                        sdk::Category::Hardware => wit::Category::Hardware,
-                        sdk::Category::Software => wit::Category::Software,
-                    },
-                    suggested_parts: d.suggested_parts,
-                }),
-            })
-            .collect(),
-        meters: o
-            .meters
-            .into_iter()
-            .map(|m| wit::MeterReading { meter: m.meter, value: m.value })
-            .collect(),
-    }
-}
-
-/// An SDK error as the host would return it.
-fn native_error(e: sdk::EvalError) -> wit::EvalError {
-    match e {
-        sdk::EvalError::BadPayload(m) => wit::EvalError::BadPayload(m),
-        sdk::EvalError::BadSettings(m) => wit::EvalError::BadSettings(m),
-        sdk::EvalError::BadState(m) => wit::EvalError::BadState(m),
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -358,7 +252,7 @@ fn build_stream(equipment_type: &str) -> Result<Stream> {
                 skipped += 1;
                 continue;
             };
-            let Some((device, kind)) = split_topic(&line.topic) else {
+            let Some((device, kind)) = tend::ingest::topic::split_device_kind(&line.topic) else {
                 skipped += 1;
                 continue;
             };
@@ -410,19 +304,6 @@ fn build_stream(equipment_type: &str) -> Result<Stream> {
     let payload_bytes =
         devices.iter().flat_map(|d| &d.messages).map(|m| m.payload.len()).sum::<usize>();
     Ok(Stream { devices, messages, payload_bytes, skipped })
-}
-
-/// Splits `.../{device_id}/{kind}` (the last two segments) of a trace topic.
-fn split_topic(topic: &str) -> Option<(&str, wit::MessageKind)> {
-    let mut parts = topic.rsplit('/');
-    let kind = match parts.next()? {
-        "telemetry" => wit::MessageKind::Telemetry,
-        "event" => wit::MessageKind::Event,
-        "status" => wit::MessageKind::Status,
-        _ => return None,
-    };
-    let device = parts.next()?;
-    tend::ingest::topic::valid_device_id(device).then_some((device, kind))
 }
 
 // ---------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ pub fn load_plugins(
     PluginSet::load(engine, &sources, plugin_limits(config))
 }
 
-fn load_errors(errors: Vec<LoadError>) -> anyhow::Error {
+/// One error listing every plugin that failed to load.
+pub fn load_errors(errors: Vec<LoadError>) -> anyhow::Error {
     let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
     anyhow::anyhow!("plugins could not be loaded:\n  {}", lines.join("\n  "))
 }
@@ -113,7 +114,7 @@ pub fn replay(
                 pipeline.insert(Pipeline::new(config, pl, st, now)?)
             }
         };
-        let entries = p.process(&[Incoming { topic: line.topic, payload, arrival_ms: now }])?;
+        let entries = p.process(vec![Incoming { topic: line.topic, payload, arrival_ms: now }])?;
         write_requests(&entries, out)?;
         summary.requests += entries.len() as u64;
     }

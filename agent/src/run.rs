@@ -264,10 +264,8 @@ struct Ready {
 }
 
 fn build_pipeline(config: &Config) -> anyhow::Result<(Pipeline, Ready)> {
-    let plugins = load_plugins(config, Some(&config.plugins.cache_dir)).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow!("plugins could not be loaded:\n  {}", lines.join("\n  "))
-    })?;
+    let plugins =
+        load_plugins(config, Some(&config.plugins.cache_dir)).map_err(crate::app::load_errors)?;
     let names: Vec<String> =
         plugins.iter().map(|(ty, p)| format!("{ty} {}", p.description().plugin_version)).collect();
     let dir = &config.store.data_dir;
@@ -353,10 +351,11 @@ impl Worker {
             incoming.push(Incoming { topic: d.topic, payload: d.payload, arrival_ms: now });
             acks.push(d.ack);
         }
+        let n = incoming.len();
         let entries = self
             .pipeline
-            .process(&incoming)
-            .with_context(|| format!("committing a batch of {} messages", incoming.len()))?;
+            .process(incoming)
+            .with_context(|| format!("committing a batch of {n} messages"))?;
         self.flushed(&entries)?;
         for ack in acks {
             ack.ack();
@@ -366,17 +365,20 @@ impl Worker {
 
     /// A ticket staff closed: applied if the pipeline still holds it.
     fn closed(&mut self, c: TicketClosed) -> anyhow::Result<()> {
-        let open = self.pipeline.store().open_tickets().context("reading the open tickets")?;
-        let Some(t) = open.get(&c.ticket_id) else {
-            tracing::debug!(ticket = %c.ticket_id, "closed ticket no longer held; ignored");
-            return Ok(());
-        };
-        tracing::info!(ticket = %c.ticket_id, device = %c.device, "ticket closed at the central service");
-        let entries = self
+        let applied = self
             .pipeline
-            .ticket_closed(&c.ticket_id, t, c.closed_at.as_millisecond())
+            .ticket_closed(&c.ticket_id, &c.device, &c.subject, c.closed_at.as_millisecond())
             .with_context(|| format!("recording that ticket {} was closed", c.ticket_id))?;
-        self.flushed(&entries)
+        match applied {
+            Some(entries) => {
+                tracing::info!(ticket = %c.ticket_id, device = %c.device, "ticket closed at the central service");
+                self.flushed(&entries)
+            }
+            None => {
+                tracing::debug!(ticket = %c.ticket_id, "closed ticket no longer held; ignored");
+                Ok(())
+            }
+        }
     }
 
     /// Flushes what was committed; wakes the dispatcher when requests were queued.

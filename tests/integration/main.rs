@@ -6,6 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod live;
-mod native;
+mod pipeline;
 mod plugins;
 mod replay;

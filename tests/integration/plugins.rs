@@ -13,7 +13,7 @@ use tend::plugins::{
 };
 use tend_tests::plugins as built;
 
-use crate::native::Native;
+use tend::plugins::native::Native;
 
 /// Fault codes per equipment type, as listed in shared/spec/telemetry.md.
 const SPEC_CODES: &[(&str, &[&str])] = &[

@@ -147,16 +147,6 @@ fn a_quarantined_plugin_raises_plugin_failure_for_its_devices_and_spares_the_oth
     let site = test_site_with(
         "http://127.0.0.1:9",
         "mqtt://127.0.0.1:1",
-        "[offline]\nafter = \"400d\"\n\n[plugins.quarantine]\n",
-        device,
-    );
-    // `[plugins.quarantine]` is not a key: the config must refuse it, naming it.
-    let err = tend::config::Config::load(&site.unwrap().config).unwrap_err().to_string();
-    assert!(err.contains("plugins.quarantine"), "{err}");
-
-    let site = test_site_with(
-        "http://127.0.0.1:9",
-        "mqtt://127.0.0.1:1",
         "[offline]\nafter = \"400d\"\n",
         device,
     )

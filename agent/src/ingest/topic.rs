@@ -153,6 +153,20 @@ pub fn valid_device_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// Splits the last two segments of a topic, `.../{device_id}/{kind}`, whatever
+/// comes before (traces for `tend plugin test` need no site or template).
+pub fn split_device_kind(topic: &str) -> Option<(&str, MessageKind)> {
+    let mut parts = topic.rsplit('/');
+    let kind = match parts.next()? {
+        "telemetry" => MessageKind::Telemetry,
+        "event" => MessageKind::Event,
+        "status" => MessageKind::Status,
+        _ => return None,
+    };
+    let device = parts.next()?;
+    valid_device_id(device).then_some((device, kind))
+}
+
 /// The topic segment for a kind.
 pub fn kind_name(kind: MessageKind) -> &'static str {
     match kind {

@@ -7,7 +7,8 @@
 
 pub mod builder;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -19,7 +20,7 @@ use crate::ingest::topic::TopicTemplate;
 use crate::maintenance::calendar::{BusinessCalendar, CalendarRules};
 use crate::maintenance::sla::{LevelTargets, SlaTable, Target};
 use crate::maintenance::warranty::WarrantyTerms;
-use crate::plugins::bindings::{Condition, Device, Message, MessageKind};
+use crate::plugins::bindings::{Condition, Device, EvalError, Message, MessageKind, Outcome};
 use crate::plugins::{CallError, Limits, PluginSet};
 use crate::store::{
     Batch, DeviceRecord, OutboxEntry, Store, StoreError, TicketRef, TicketSubject, digest,
@@ -70,21 +71,52 @@ pub enum SetupError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Devices whose type no plugin serves.
-    #[error("no plugin serves equipment type `{equipment_type}` (devices: {devices})")]
-    NoPlugin {
-        /// The type.
-        equipment_type: String,
-        /// The devices of that type.
-        devices: String,
-    },
+    /// Devices whose type no plugin serves (every such type, with its devices).
+    #[error("no plugin serves {}", .0.join("; "))]
+    NoPlugin(Vec<String>),
+}
+
+/// What one message of a device asks of the pipeline, in the device's order.
+enum Step<M = Message> {
+    /// Retained status "offline" at this time.
+    Offline(i64),
+    /// Proof of life with nothing to judge (status "online", an invalid payload).
+    Online(i64),
+    /// A message for the plugin.
+    Judge(M),
+}
+
+/// The plugin's answer for one message.
+enum Judged {
+    Outcome(Outcome),
+    Rejected(EvalError),
+    Failed(CallError),
+}
+
+impl From<Result<Outcome, EvalError>> for Judged {
+    fn from(r: Result<Outcome, EvalError>) -> Self {
+        match r {
+            Ok(o) => Judged::Outcome(o),
+            Err(e) => Judged::Rejected(e),
+        }
+    }
 }
 
 struct DeviceCtx {
     inventory: crate::config::Device,
+    /// The device as handed to its plugin (built once).
     wit: Device,
     warranty: WarrantyTerms,
     settings: AlarmSettings,
+    /// Codes of its plugin that interrupt service (shared by the devices of a type).
+    interrupting: Arc<HashSet<String>>,
+}
+
+impl DeviceCtx {
+    fn meta(&self) -> impl Fn(&str) -> FaultMeta + use<> {
+        let interrupting = self.interrupting.clone();
+        move |code: &str| FaultMeta { interrupts_service: interrupting.contains(code) }
+    }
 }
 
 /// Messages, timers and ticket closures in; store batches and outbox entries out.
@@ -96,6 +128,10 @@ pub struct Pipeline {
     store: Store,
     records: HashMap<String, DeviceRecord>,
     states: HashMap<String, Vec<u8>>,
+    /// Devices whose record / plugin state changed since the last commit: written
+    /// once per batch, however many of its messages touched them.
+    dirty_records: BTreeSet<String>,
+    dirty_states: BTreeSet<String>,
     /// (deadline, device) for every device with a pending timer.
     deadlines: BTreeSet<(i64, String)>,
     deadline_of: HashMap<String, i64>,
@@ -164,10 +200,19 @@ impl Pipeline {
         let site = site_facts(config)?;
         let topic = TopicTemplate::new(&config.mqtt.topic, &config.inventory.site)
             .map_err(|e| SetupError::Maintenance(e.to_string()))?;
+        let interrupting: HashMap<&str, Arc<HashSet<String>>> = plugins
+            .iter()
+            .map(|(ty, p)| {
+                let codes = p.description().faults.iter().filter(|f| f.interrupts_service);
+                (ty, Arc::new(codes.map(|f| f.code.clone()).collect()))
+            })
+            .collect();
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut devices = HashMap::new();
         for d in &config.inventory.devices {
-            let Some(plugin) = plugins.get(&d.equipment_type) else {
+            let (Some(plugin), Some(interrupting)) =
+                (plugins.get(&d.equipment_type), interrupting.get(d.equipment_type.as_str()))
+            else {
                 missing.entry(d.equipment_type.clone()).or_default().push(d.id.clone());
                 continue;
             };
@@ -185,11 +230,20 @@ impl Pipeline {
             };
             let wit =
                 Device { id: d.id.clone(), model: d.model.clone(), settings: d.settings_json() };
-            devices
-                .insert(d.id.clone(), DeviceCtx { inventory: d.clone(), wit, warranty, settings });
+            let ctx = DeviceCtx {
+                inventory: d.clone(),
+                wit,
+                warranty,
+                settings,
+                interrupting: interrupting.clone(),
+            };
+            devices.insert(d.id.clone(), ctx);
         }
-        if let Some((ty, ids)) = missing.into_iter().next() {
-            return Err(SetupError::NoPlugin { equipment_type: ty, devices: ids.join(", ") });
+        if !missing.is_empty() {
+            let each = missing
+                .into_iter()
+                .map(|(ty, ids)| format!("equipment type `{ty}` (devices {})", ids.join(", ")));
+            return Err(SetupError::NoPlugin(each.collect()));
         }
         let mut records: HashMap<String, DeviceRecord> = store.devices()?.into_iter().collect();
         for id in devices.keys() {
@@ -204,6 +258,8 @@ impl Pipeline {
             store,
             records,
             states,
+            dirty_records: BTreeSet::new(),
+            dirty_states: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             deadline_of: HashMap::new(),
             unknown_logged: BTreeSet::new(),
@@ -231,16 +287,34 @@ impl Pipeline {
         self.topic.subscription()
     }
 
-    /// Processes messages in order, then fires timers due by the latest clock, and
-    /// commits everything in one transaction (not flushed: the caller flushes before
+    /// Processes messages, then fires timers due by the latest clock, and commits
+    /// everything in one transaction (not flushed: the caller flushes before
     /// acknowledging). Returns the requests queued, in order.
-    pub fn process(&mut self, msgs: &[Incoming]) -> Result<Vec<OutboxEntry>, StoreError> {
+    ///
+    /// Each device's messages keep their order; a device's messages of the batch are
+    /// judged by its plugin in one call (see [`Pipeline::judge`]).
+    pub fn process(&mut self, msgs: Vec<Incoming>) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut batch = Batch::default();
         let mut now = i64::MIN;
+        let mut order: Vec<String> = Vec::new();
+        let mut steps: HashMap<String, Vec<Step>> = HashMap::new();
         for m in msgs {
             now = now.max(m.arrival_ms);
             self.counters.messages += 1;
-            self.process_one(m, &mut batch);
+            if let Some((id, step)) = self.classify(m) {
+                steps
+                    .entry(id)
+                    .or_insert_with_key(|id| {
+                        order.push(id.clone());
+                        Vec::new()
+                    })
+                    .push(step);
+            }
+        }
+        for id in order {
+            if let Some(steps) = steps.remove(&id) {
+                self.run_device(&id, steps, now, &mut batch);
+            }
         }
         if now > i64::MIN {
             self.fire_timers(now, &mut batch);
@@ -255,183 +329,233 @@ impl Pipeline {
         self.finish(batch)
     }
 
-    /// The central service closed a ticket: ends the episode (or, later, resets the
-    /// inspection schedule) and forgets the ticket.
+    /// The central service closed a ticket: ends the episode and forgets the ticket.
+    /// `None` when the pipeline no longer holds that ticket (a repeated report).
     pub fn ticket_closed(
         &mut self,
         ticket_id: &str,
-        t: &TicketRef,
+        device: &str,
+        subject: &TicketSubject,
         closed_ms: i64,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut batch = Batch::default();
-        if let (TicketSubject::Fault { code, episode }, Some(rec)) =
-            (&t.subject, self.records.get_mut(&t.device))
-        {
-            rec.alarms.ticket_closed(code, *episode, closed_ms);
-            if rec.open_tickets.get(code).is_some_and(|(id, _)| id == ticket_id) {
-                rec.open_tickets.remove(code);
-            }
-            batch.devices.insert(t.device.clone(), rec.clone());
+    ) -> Result<Option<Vec<OutboxEntry>>, StoreError> {
+        let TicketSubject::Fault { code, episode } = subject else {
+            // Inspections: the scheduler (not built yet) restarts the plan from here.
+            let mut batch = Batch::default();
+            batch.tickets.push((ticket_id.to_owned(), None));
+            return self.finish(batch).map(Some);
+        };
+        let Some(rec) = self.records.get_mut(device) else { return Ok(None) };
+        if rec.open_tickets.get(code).is_none_or(|(id, _)| id != ticket_id) {
+            return Ok(None);
         }
+        rec.open_tickets.remove(code);
+        rec.alarms.ticket_closed(code, *episode, closed_ms);
+        self.dirty_records.insert(device.to_owned());
+        let mut batch = Batch::default();
         batch.tickets.push((ticket_id.to_owned(), None));
-        self.reschedule(&t.device);
-        self.finish(batch)
+        self.reschedule(device);
+        self.finish(batch).map(Some)
     }
 
-    fn finish(&mut self, batch: Batch) -> Result<Vec<OutboxEntry>, StoreError> {
+    fn finish(&mut self, mut batch: Batch) -> Result<Vec<OutboxEntry>, StoreError> {
+        for id in std::mem::take(&mut self.dirty_records) {
+            if let Some(rec) = self.records.get(&id) {
+                batch.devices.insert(id, rec.clone());
+            }
+        }
+        for id in std::mem::take(&mut self.dirty_states) {
+            if let Some(state) = self.states.get(&id) {
+                batch.plugin_states.insert(id, state.clone());
+            }
+        }
         self.store.commit(&batch)?;
         self.counters.requests += batch.outbox.len() as u64;
         Ok(batch.outbox)
     }
 
-    fn process_one(&mut self, m: &Incoming, batch: &mut Batch) {
+    /// Checks topic, device, event time and redelivery; what is left is a step for
+    /// the device. Everything dropped is counted.
+    fn classify(&mut self, m: Incoming) -> Option<(String, Step)> {
         let parsed = match self.topic.parse(&m.topic) {
             Ok(p) => p,
             Err(e) => {
                 self.counters.bad_topic += 1;
-                tracing::debug!(topic = %m.topic.chars().take(200).collect::<String>(), "rejected: {e}");
-                return;
+                let topic: String = m.topic.chars().take(200).collect();
+                tracing::debug!(%topic, "rejected: {e}");
+                return None;
             }
         };
-        let id = parsed.device_id;
-        if !self.devices.contains_key(id) {
+        let (id, kind) = (parsed.device_id.to_owned(), parsed.kind);
+        if !self.devices.contains_key(&id) {
             self.counters.unknown_device += 1;
-            if self.unknown_logged.len() < 10_000 && self.unknown_logged.insert(id.to_owned()) {
+            if self.unknown_logged.len() < 10_000 && self.unknown_logged.insert(id.clone()) {
                 tracing::warn!(
-                    device = id,
+                    device = %id,
                     "message from a device not in the inventory: counted and ignored"
                 );
             }
-            return;
+            return None;
         }
-        let ts = match parsed.kind {
+        let ts = match kind {
             MessageKind::Status => m.arrival_ms,
             _ => match event_time_ms(&m.payload) {
                 Ok(ts) => ts,
                 Err(e) => {
                     self.counters.invalid += 1;
-                    tracing::debug!(device = id, "invalid payload: {e}");
+                    tracing::debug!(device = %id, "invalid payload: {e}");
                     // An invalid reading still proves the device is online.
-                    self.observe(id, m.arrival_ms, &[], &[], batch);
-                    return;
+                    return Some((id, Step::Online(m.arrival_ms)));
                 }
             },
         };
-        let Some(rec) = self.records.get_mut(id) else { return };
+        let rec = self.records.get_mut(&id)?;
         if rec.seen_before(ts, digest(&m.payload)) {
             self.counters.duplicates += 1;
-            return;
+            return None;
         }
-        if parsed.kind == MessageKind::Status {
-            let offline =
-                m.payload.trim_ascii() == b"offline" || m.payload.trim_ascii() == b"\"offline\"";
-            if offline {
-                let meta = self.meta_fn(id);
-                let settings = self.devices[id].settings;
-                let Some(rec) = self.records.get_mut(id) else { return };
-                let transitions = rec.alarms.status_offline(ts, &meta, &settings);
-                self.emit(id, transitions, &[], batch);
-            } else {
-                self.observe(id, ts, &[], &[], batch);
-            }
-            return;
-        }
-        let message = Message {
-            kind: parsed.kind,
-            topic: m.topic.clone(),
-            payload: m.payload.clone(),
-            ts_ms: ts,
-        };
-        let ctx = &self.devices[id];
-        let ty = ctx.inventory.equipment_type.clone();
-        let Some(plugin) = self.plugins.get_mut(&ty) else { return };
-        let state = self.states.get(id).map(Vec::as_slice);
-        match plugin.evaluate_batch(&ctx.wit, std::slice::from_ref(&message), state, m.arrival_ms) {
-            Ok(mut b) => {
-                let new_state = std::mem::take(&mut b.state);
-                batch.plugin_states.insert(id.to_owned(), new_state.clone());
-                self.states.insert(id.to_owned(), new_state);
-                let mut conditions = Vec::new();
-                for r in b.outcomes {
-                    match r {
-                        Ok(o) => {
-                            if let Some(rec) = self.records.get_mut(id) {
-                                for mr in &o.meters {
-                                    rec.meters.insert(mr.meter.clone(), mr.value);
-                                }
-                            }
-                            conditions.extend(o.conditions);
-                        }
-                        Err(e) => {
-                            self.counters.invalid += 1;
-                            tracing::debug!(device = id, "plugin rejected the message: {e}");
-                        }
-                    }
-                }
-                let obs: Vec<(String, bool, u8)> =
-                    conditions.iter().map(|c| (c.code.clone(), c.active, c.severity)).collect();
-                self.observe(id, ts, &obs, &conditions, batch);
-            }
-            Err(e) => {
-                self.counters.plugin_failures += 1;
-                if let CallError::Quarantined { .. } = e {
-                    tracing::debug!(device = id, "{e}");
+        self.dirty_records.insert(id.clone());
+        let step = match kind {
+            MessageKind::Status => {
+                let p = m.payload.trim_ascii();
+                if p == b"offline" || p == b"\"offline\"" {
+                    Step::Offline(ts)
                 } else {
-                    tracing::error!(device = id, "{e}");
+                    Step::Online(ts)
                 }
-                let quarantined = self.plugins.get(&ty).is_some_and(|p| p.is_quarantined());
-                let obs =
-                    if quarantined { vec![(PLUGIN_FAILURE.to_owned(), true, 2)] } else { vec![] };
-                let cond = Condition {
-                    code: PLUGIN_FAILURE.into(),
-                    active: true,
-                    severity: 2,
-                    summary: format!("The `{ty}` plugin is quarantined: {e}"),
-                    evidence: vec![],
-                    diagnosis: None,
-                };
-                self.observe(id, ts, &obs, &[cond], batch);
             }
-        }
+            _ => Step::Judge(Message { kind, topic: m.topic, payload: m.payload, ts_ms: ts }),
+        };
+        Some((id, step))
     }
 
-    fn meta_fn(&self, id: &str) -> impl Fn(&str) -> FaultMeta + use<> {
-        let interrupting: Vec<String> = self
-            .devices
-            .get(id)
-            .and_then(|d| self.plugins.get(&d.inventory.equipment_type))
-            .map(|p| {
-                p.description()
-                    .faults
-                    .iter()
-                    .filter(|f| f.interrupts_service)
-                    .map(|f| f.code.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        move |code: &str| FaultMeta { interrupts_service: interrupting.iter().any(|c| c == code) }
-    }
-
-    fn observe(
-        &mut self,
-        id: &str,
-        ts: i64,
-        obs: &[(String, bool, u8)],
-        conditions: &[Condition],
-        batch: &mut Batch,
-    ) {
-        let meta = self.meta_fn(id);
-        let settings = self.devices[id].settings;
-        let Some(rec) = self.records.get_mut(id) else { return };
-        let observations: Vec<Observation<'_>> = obs
-            .iter()
-            .map(|(code, active, severity)| Observation {
-                code,
-                active: *active,
-                severity: *severity,
+    /// Applies one device's steps in order.
+    fn run_device(&mut self, id: &str, steps: Vec<Step>, now: i64, batch: &mut Batch) {
+        // The messages move into one plugin call; the steps keep only their times.
+        let mut messages = Vec::new();
+        let steps: Vec<Step<i64>> = steps
+            .into_iter()
+            .map(|s| match s {
+                Step::Judge(m) => {
+                    let ts = m.ts_ms;
+                    messages.push(m);
+                    Step::Judge(ts)
+                }
+                Step::Offline(ts) => Step::Offline(ts),
+                Step::Online(ts) => Step::Online(ts),
             })
             .collect();
-        let transitions = rec.alarms.observe(ts, &observations, &meta, &settings);
+        let mut judged = self.judge(id, &messages, now).into_iter();
+        for step in steps {
+            match step {
+                Step::Offline(ts) => {
+                    let (Some(ctx), Some(rec)) = (self.devices.get(id), self.records.get_mut(id))
+                    else {
+                        return;
+                    };
+                    let transitions = rec.alarms.status_offline(ts, &ctx.meta(), &ctx.settings);
+                    self.emit(id, transitions, &[], batch);
+                }
+                Step::Online(ts) => self.observe(id, ts, &[], batch),
+                Step::Judge(ts) => match judged.next() {
+                    Some(Judged::Outcome(o)) => {
+                        if let Some(rec) = self.records.get_mut(id) {
+                            for mr in o.meters {
+                                rec.meters.insert(mr.meter, mr.value);
+                            }
+                        }
+                        self.observe(id, ts, &o.conditions, batch);
+                    }
+                    Some(Judged::Rejected(e)) => {
+                        self.counters.invalid += 1;
+                        tracing::debug!(device = id, "plugin rejected the message: {e}");
+                        self.observe(id, ts, &[], batch);
+                    }
+                    Some(Judged::Failed(e)) => self.plugin_failed(id, ts, &e, batch),
+                    None => self.observe(id, ts, &[], batch),
+                },
+            }
+        }
+    }
+
+    /// Judges a device's messages with its plugin: one call for all of them, the
+    /// state threaded through. If that call fails (a trap, a deadline ...), each
+    /// message is retried alone so a single poisonous message costs only itself.
+    fn judge(&mut self, id: &str, messages: &[Message], now: i64) -> Vec<Judged> {
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let Some(ctx) = self.devices.get(id) else { return Vec::new() };
+        let Some(plugin) = self.plugins.get_mut(&ctx.inventory.equipment_type) else {
+            return Vec::new();
+        };
+        let state = self.states.get(id).map(Vec::as_slice);
+        match plugin.evaluate_batch(&ctx.wit, messages, state, now) {
+            Ok(b) => {
+                self.states.insert(id.to_owned(), b.state);
+                self.dirty_states.insert(id.to_owned());
+                b.outcomes.into_iter().map(Judged::from).collect()
+            }
+            Err(e) if messages.len() == 1 || matches!(e, CallError::Quarantined { .. }) => {
+                messages.iter().map(|_| Judged::Failed(e.clone())).collect()
+            }
+            Err(e) => {
+                tracing::warn!(
+                    device = id,
+                    "{e}; judging its {} messages one by one",
+                    messages.len()
+                );
+                let mut out = Vec::with_capacity(messages.len());
+                for m in messages {
+                    let state = self.states.get(id).map(Vec::as_slice);
+                    match plugin.evaluate_batch(&ctx.wit, std::slice::from_ref(m), state, now) {
+                        Ok(b) => {
+                            self.states.insert(id.to_owned(), b.state);
+                            self.dirty_states.insert(id.to_owned());
+                            out.extend(b.outcomes.into_iter().map(Judged::from));
+                        }
+                        Err(e) => out.push(Judged::Failed(e)),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// A plugin call failed for this device's message.
+    fn plugin_failed(&mut self, id: &str, ts: i64, e: &CallError, batch: &mut Batch) {
+        self.counters.plugin_failures += 1;
+        if let CallError::Quarantined { .. } = e {
+            tracing::debug!(device = id, "{e}");
+        } else {
+            tracing::error!(device = id, "{e}");
+        }
+        let ty =
+            self.devices.get(id).map(|d| d.inventory.equipment_type.clone()).unwrap_or_default();
+        let quarantined = self.plugins.get(&ty).is_some_and(|p| p.is_quarantined());
+        // While the plugin is quarantined its devices hold `plugin_failure` (level 2);
+        // a single failure only proves the device is online.
+        let failure = quarantined.then(|| Condition {
+            code: PLUGIN_FAILURE.into(),
+            active: true,
+            severity: 2,
+            summary: format!("The `{ty}` plugin is quarantined: {e}"),
+            evidence: vec![],
+            diagnosis: None,
+        });
+        self.observe(id, ts, failure.as_slice(), batch);
+    }
+
+    /// Feeds the conditions judged at `ts` to the device's alarms.
+    fn observe(&mut self, id: &str, ts: i64, conditions: &[Condition], batch: &mut Batch) {
+        let (Some(ctx), Some(rec)) = (self.devices.get(id), self.records.get_mut(id)) else {
+            return;
+        };
+        let observations: Vec<Observation<'_>> = conditions
+            .iter()
+            .map(|c| Observation { code: &c.code, active: c.active, severity: c.severity })
+            .collect();
+        let transitions = rec.alarms.observe(ts, &observations, &ctx.meta(), &ctx.settings);
+        self.dirty_records.insert(id.to_owned());
         self.emit(id, transitions, conditions, batch);
     }
 
@@ -442,16 +566,16 @@ impl Pipeline {
             }
             self.deadlines.pop_first();
             self.deadline_of.remove(&id);
-            let meta = self.meta_fn(&id);
-            let Some(ctx) = self.devices.get(&id) else { continue };
-            let settings = ctx.settings;
-            let Some(rec) = self.records.get_mut(&id) else { continue };
-            let transitions = rec.alarms.advance(now, &meta, &settings);
+            let (Some(ctx), Some(rec)) = (self.devices.get(&id), self.records.get_mut(&id)) else {
+                continue;
+            };
+            let transitions = rec.alarms.advance(now, &ctx.meta(), &ctx.settings);
+            self.dirty_records.insert(id.clone());
             self.emit(&id, transitions, &[], batch);
         }
     }
 
-    /// Turns transitions into requests and records the device's new state.
+    /// Turns transitions into requests and reschedules the device's timers.
     fn emit(
         &mut self,
         id: &str,
@@ -489,9 +613,6 @@ impl Pipeline {
                 }
             }
             batch.outbox.push(entry);
-        }
-        if let Some(rec) = self.records.get(id) {
-            batch.devices.insert(id.to_owned(), rec.clone());
         }
         self.reschedule(id);
     }

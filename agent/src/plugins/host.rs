@@ -74,8 +74,7 @@ pub struct WasmPlugin {
     path: PathBuf,
     sha256: String,
     description: Description,
-    codes: HashSet<String>,
-    meters: HashSet<String>,
+    declared: Declared,
     engine: Engine,
     pre: PluginPre<HostState>,
     limits: Limits,
@@ -113,8 +112,7 @@ impl WasmPlugin {
         Ok(Self {
             path: path.to_owned(),
             sha256,
-            codes: description.faults.iter().map(|f| f.code.clone()).collect(),
-            meters: description.meters.iter().map(|m| m.name.clone()).collect(),
+            declared: Declared::new(&description),
             description,
             engine: engine.clone(),
             pre,
@@ -173,7 +171,7 @@ impl WasmPlugin {
             });
         }
         let result = self.call(device, messages, state).and_then(|mut b| {
-            self.check_output(&mut b, messages.len()).map(|()| b).map_err(|reason| {
+            self.declared.check(&mut b, messages.len()).map(|()| b).map_err(|reason| {
                 CallError::BadOutput {
                     plugin: self.description.equipment_type.clone(),
                     device: device.id.clone(),
@@ -200,13 +198,13 @@ impl WasmPlugin {
         messages: &[Message],
         state: Option<&[u8]>,
     ) -> Result<BatchEvaluation, CallError> {
-        let plugin = self.description.equipment_type.clone();
         let mut live = match self.live.take() {
             Some(l) => l,
             None => {
                 self.stats.instantiations += 1;
-                instantiate(&self.engine, &self.pre, &self.limits)
-                    .map_err(|reason| CallError::Restart { plugin: plugin.clone(), reason })?
+                instantiate(&self.engine, &self.pre, &self.limits).map_err(|reason| {
+                    CallError::Restart { plugin: self.description.equipment_type.clone(), reason }
+                })?
             }
         };
         live.store.set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
@@ -266,10 +264,29 @@ impl WasmPlugin {
             );
         }
     }
+}
 
-    /// Checks the output against the contract and the declaration; cuts what is
-    /// merely too long.
-    fn check_output(&self, b: &mut BatchEvaluation, expected: usize) -> Result<(), String> {
+/// What a plugin declared, to hold its output to: every code and meter it reports
+/// must be declared, severities in 1..=4, state and text bounded. Shared by the wasm
+/// host and the native adapter so both apply the same contract.
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    codes: HashSet<String>,
+    meters: HashSet<String>,
+}
+
+impl Declared {
+    /// The codes and meters of a description.
+    pub fn new(d: &Description) -> Self {
+        Self {
+            codes: d.faults.iter().map(|f| f.code.clone()).collect(),
+            meters: d.meters.iter().map(|m| m.name.clone()).collect(),
+        }
+    }
+
+    /// Checks a batch result for `expected` messages against the contract and the
+    /// declaration; cuts what is merely too long (summaries, evidence lists).
+    pub fn check(&self, b: &mut BatchEvaluation, expected: usize) -> Result<(), String> {
         if b.outcomes.len() != expected {
             return Err(format!("{} outcomes for {expected} messages", b.outcomes.len()));
         }

@@ -12,6 +12,7 @@
 //! - [`sandbox`]: limits and the empty WASI context.
 //! - [`engine`]: the shared engine, epoch ticker, compiled-artifact cache.
 //! - [`host`]: one loaded plugin: instance lifecycle, output validation, quarantine.
+//! - [`native`]: a rule crate compiled natively behind the same trait (tests, benchmarks).
 //! - [`trial`]: one plugin over a trace (`tend plugin test`).
 //! - [`set`]: loading a plugin directory / pinned list into a set keyed by equipment type.
 
@@ -19,6 +20,7 @@ pub mod bindings;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod native;
 pub mod sandbox;
 pub mod set;
 pub mod trial;
@@ -28,6 +30,6 @@ pub use bindings::{
 };
 pub use engine::PluginEngine;
 pub use error::{CallError, LoadError};
-pub use host::{Evaluate, PluginStats, WasmPlugin};
+pub use host::{Declared, Evaluate, PluginStats, WasmPlugin};
 pub use sandbox::Limits;
 pub use set::{PluginSet, PluginSource};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::bindings::{Device, Message, Outcome};
 use super::host::Evaluate;
 use crate::ingest::event_time::{event_time_ms, rfc3339_utc};
-use crate::ingest::topic::{kind_name, valid_device_id};
+use crate::ingest::topic::split_device_kind;
 use crate::plugins::MessageKind;
 use crate::trace::read_trace;
 
@@ -128,7 +128,7 @@ pub fn run(
                 continue;
             }
         };
-        let Some((device_id, kind)) = split_topic(&t.topic) else {
+        let Some((device_id, kind)) = split_device_kind(&t.topic) else {
             summary.rejected += 1;
             write_error(
                 out,
@@ -184,20 +184,6 @@ pub fn run(
         }
     }
     Ok(summary)
-}
-
-/// Splits `.../{device_id}/{kind}` (the last two segments) of a trace topic.
-fn split_topic(topic: &str) -> Option<(&str, MessageKind)> {
-    let mut parts = topic.rsplit('/');
-    let kind = match parts.next()? {
-        "telemetry" => MessageKind::Telemetry,
-        "event" => MessageKind::Event,
-        "status" => MessageKind::Status,
-        _ => return None,
-    };
-    let device = parts.next()?;
-    debug_assert!(!kind_name(kind).is_empty());
-    valid_device_id(device).then_some((device, kind))
 }
 
 fn write_error(

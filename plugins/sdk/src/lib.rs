@@ -106,7 +106,9 @@ pub trait Plugin {
 pub mod prelude {
     pub use crate::payload::{Field, Payload};
     pub use crate::settings::Settings;
-    pub use crate::time::{HOUR_MS, Held, MINUTE_MS, SECOND_MS, Window, hours, minutes, seconds};
+    pub use crate::time::{
+        ChangeSinceOn, HOUR_MS, Held, MINUTE_MS, OnRun, SECOND_MS, Window, hours, minutes, seconds,
+    };
     pub use crate::types::*;
     pub use crate::{Plugin, export_plugin};
 }

@@ -70,6 +70,43 @@ impl Held {
     }
 }
 
+/// How a value changed since a switch turned on: "inlet valve open for 30 min and
+/// the level rose < 2 points", "heater on for 60 min and the tank rose < 1 °C".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeSinceOn {
+    on: Held,
+    start: Option<f64>,
+}
+
+/// One reading of a [`ChangeSinceOn`] while the switch is on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OnRun {
+    /// When the switch turned on.
+    pub since: TimestampMs,
+    /// For how long it has been on.
+    pub held_ms: i64,
+    /// The value when it turned on.
+    pub start: f64,
+    /// The value now minus `start`.
+    pub change: f64,
+}
+
+impl ChangeSinceOn {
+    /// Records the switch and the value at `ts`; `None` while the switch is off
+    /// (which also forgets the run).
+    pub fn update(&mut self, on: bool, value: f64, ts: TimestampMs) -> Option<OnRun> {
+        if !on {
+            self.on.reset();
+            self.start = None;
+            return None;
+        }
+        let held_ms = self.on.update(true, ts).unwrap_or(0);
+        let since = self.on.since().unwrap_or(ts);
+        let start = *self.start.get_or_insert(value);
+        Some(OnRun { since, held_ms, start, change: value - start })
+    }
+}
+
 /// Timestamped values kept for a sliding time window (oldest first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
@@ -140,6 +177,21 @@ mod tests {
         assert_eq!(h.update(false, 62_000), None);
         assert_eq!(h.update(true, 63_000), Some(0));
         assert_eq!(h.held_for(73_000), Some(10_000));
+    }
+
+    #[test]
+    fn change_since_on_measures_from_the_switch_on() {
+        let mut c = ChangeSinceOn::default();
+        assert_eq!(c.update(false, 50.0, 0), None);
+        let first = c.update(true, 50.0, minutes(1)).unwrap();
+        assert_eq!((first.since, first.held_ms, first.change), (minutes(1), 0, 0.0));
+        let later = c.update(true, 51.5, minutes(31)).unwrap();
+        assert_eq!(
+            (later.since, later.held_ms, later.start, later.change),
+            (minutes(1), minutes(30), 50.0, 1.5)
+        );
+        assert_eq!(c.update(false, 52.0, minutes(32)), None);
+        assert_eq!(c.update(true, 40.0, minutes(33)).unwrap().start, 40.0);
     }
 
     #[test]

@@ -50,14 +50,10 @@ pub struct State {
     pump_dry: Held,
     /// Levels of the current run of readings with no draw and the valve closed.
     quiet_levels: Window<f64>,
-    /// Inlet valve open.
-    valve_open: Held,
-    /// Level when the valve opened.
-    valve_start_level: Option<f64>,
-    /// Heater on.
-    heater_on: Held,
-    /// Tank temperature when the heater turned on.
-    heater_start_temp: Option<f64>,
+    /// Tank level since the inlet valve opened.
+    valve_open: ChangeSinceOn,
+    /// Tank temperature since the heater turned on.
+    heater_on: ChangeSinceOn,
     /// Undisturbed night (irradiance 0, heater off, no draw).
     night: Held,
     /// Tank temperatures of the current night, one per [`NIGHT_SAMPLE_MS`].
@@ -309,15 +305,11 @@ fn water_supply_abnormal(
 ) -> Option<Condition> {
     let valve = r.valve_open?;
     let level = r.level?;
-    if !valve {
-        st.valve_open.reset();
-        st.valve_start_level = None;
+    let Some(OnRun { since, held_ms: held, start, change: rise }) =
+        st.valve_open.update(valve, level, ts)
+    else {
         return Some(Condition::inactive(WATER_SUPPLY_ABNORMAL));
-    }
-    let since = st.valve_open.since().unwrap_or(ts);
-    let held = st.valve_open.update(true, ts).unwrap_or(0);
-    let start = *st.valve_start_level.get_or_insert(level);
-    let rise = level - start;
+    };
     let holds = held >= t.water_supply_ms && rise < t.water_supply_rise_pct;
     Some(Condition::judge(WATER_SUPPLY_ABNORMAL, holds, || {
         active(
@@ -345,15 +337,11 @@ fn heater_failure(
 ) -> Option<Condition> {
     let heater = r.heater_on?;
     let tank = r.tank()?;
-    if !heater {
-        st.heater_on.reset();
-        st.heater_start_temp = None;
+    let Some(OnRun { since, held_ms: held, start, change: rise }) =
+        st.heater_on.update(heater, tank, ts)
+    else {
         return Some(Condition::inactive(HEATER_FAILURE));
-    }
-    let since = st.heater_on.since().unwrap_or(ts);
-    let held = st.heater_on.update(true, ts).unwrap_or(0);
-    let start = *st.heater_start_temp.get_or_insert(tank);
-    let rise = tank - start;
+    };
     let holds = held >= t.heater_ms && rise < t.heater_rise_c;
     Some(Condition::judge(HEATER_FAILURE, holds, || {
         active(

@@ -5,7 +5,8 @@
 //! - `"hog"`: allocates without bound (the host's memory limit must stop it);
 //! - `"panic"`: panics (a trap);
 //! - `"garbage"`: returns an undeclared code, severity 9 and a huge summary;
-//! - anything else / absent: behaves, raising `bad_reading` when `value` > 10.
+//! - anything else / absent: behaves, raising `bad_reading` when `value` > 10 —
+//!   except that a reading of exactly 13 is poisonous: it panics.
 
 use tend_plugin_sdk::prelude::*;
 
@@ -43,6 +44,10 @@ impl Plugin for Misbehaving {
                 let value = p.f64("value").ok().ok_or_else(|| {
                     EvalError::BadPayload("`value` is missing or not a number".into())
                 })?;
+                #[allow(clippy::panic)]
+                if value == 13.0 {
+                    panic!("poisonous reading 13");
+                }
                 out.conditions.push(Condition::judge("bad_reading", value > 10.0, || {
                     Condition::active("bad_reading", 3, format!("value {value} > 10"))
                         .evidence(msg.ts_ms, "value", value)
