@@ -1,6 +1,7 @@
 //! tend: the on-site agent that keeps building equipment serviced.
 //!
 //! # Layout
+//! - [`api`]: the local status API (`/health`, `/status`, `/metrics`).
 //! - [`app`]: glue for the commands (plugins from config, replay, check).
 //! - [`config`]: raw TOML -> validated config, environment overrides, site inventory.
 //! - [`pipeline`]: message -> plugin -> alarms -> ticket builder -> one store batch.
@@ -19,6 +20,7 @@
 //! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
 
 pub mod alarms;
+pub mod api;
 pub mod app;
 pub mod central;
 pub mod config;

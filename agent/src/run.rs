@@ -27,11 +27,12 @@ use anyhow::{Context, anyhow};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::api::PipelineSnapshot;
 use crate::app::load_plugins;
 use crate::config::Config;
 use crate::ingest::broker::start_embedded;
 use crate::ingest::mqtt::{self, Delivery, MqttSettings};
-use crate::pipeline::{Counters, Incoming, Pipeline};
+use crate::pipeline::{Incoming, Pipeline};
 use crate::store::{OutboxEntry, Store};
 use crate::tickets::backoff::Backoff;
 use crate::tickets::{
@@ -81,12 +82,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (stop_tasks_tx, stop_tasks_rx) = watch::channel(false);
     let (done_tx, done_rx) = oneshot::channel::<anyhow::Result<()>>();
     let notify = Arc::new(Notify::new());
-    let counters = Arc::new(Mutex::new(Counters::default()));
+    let snapshot = Arc::new(Mutex::new(PipelineSnapshot::default()));
     let handle = tokio::runtime::Handle::current();
     let thread = {
         let config = Arc::clone(&config);
         let notify = Arc::clone(&notify);
-        let counters = Arc::clone(&counters);
+        let snapshot = Arc::clone(&snapshot);
         let stop = stop_rx.clone();
         std::thread::Builder::new()
             .name("tend-pipeline".into())
@@ -108,7 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     closed: closed_rx,
                     stop,
                     notify,
-                    counters,
+                    snapshot,
                     batch_max: config.store.commit_batch.max(1) as usize,
                     window: to_std(config.store.commit_window),
                 };
@@ -166,6 +167,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let dispatcher_task = tokio::spawn(dispatcher.run(stopped(&stop_tasks_rx)));
     let sync_task = tokio::spawn(sync.run(stopped(&stop_tasks_rx)));
+    let api_task = if config.api.enabled {
+        let listen = config.api.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("the status API cannot listen on {listen} (api.listen)"))?;
+        let sources = crate::api::Sources {
+            site: config.inventory.site.clone(),
+            started: std::time::Instant::now(),
+            pipeline: Arc::clone(&snapshot),
+            mqtt: ingest.monitor(),
+            dispatcher: dispatcher_status.clone(),
+            store: ready.store.clone(),
+        };
+        let listen = listener.local_addr().unwrap_or(listen);
+        tracing::info!(%listen, "status API: /health /status /metrics");
+        Some(tokio::spawn(crate::api::serve(listener, sources, stopped(&stop_tasks_rx))))
+    } else {
+        None
+    };
 
     // The summary says whether the broker is there; a broker that is down is retried
     // in the background.
@@ -200,7 +220,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 });
             }
             _ = stats.tick() => {
-                let p = *counters.lock().unwrap_or_else(PoisonError::into_inner);
+                let p = snapshot.lock().unwrap_or_else(PoisonError::into_inner).counters;
                 let m = ingest.stats();
                 let d = dispatcher_status.snapshot();
                 tracing::info!(
@@ -240,6 +260,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     for (name, task) in [("outbox dispatcher", dispatcher_task), ("ticket sync", sync_task)] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "the {name} failed");
+        }
+    }
+    if let Some(task) = api_task {
+        match task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "the status API failed"),
+            Err(e) => tracing::error!(error = %e, "the status API failed"),
+            Ok(Ok(())) => {}
         }
     }
     let store = ready.store.clone();
@@ -286,7 +313,8 @@ struct Worker {
     closed: mpsc::Receiver<TicketClosed>,
     stop: watch::Receiver<bool>,
     notify: Arc<Notify>,
-    counters: Arc<Mutex<Counters>>,
+    /// Counters and plugin health for the log line and the status API.
+    snapshot: Arc<Mutex<PipelineSnapshot>>,
     batch_max: usize,
     window: Duration,
 }
@@ -384,7 +412,10 @@ impl Worker {
     /// Flushes what was committed; wakes the dispatcher when requests were queued.
     fn flushed(&mut self, entries: &[OutboxEntry]) -> anyhow::Result<()> {
         self.pipeline.store().flush().context("flushing the store")?;
-        *self.counters.lock().unwrap_or_else(PoisonError::into_inner) = self.pipeline.counters();
+        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = PipelineSnapshot {
+            counters: self.pipeline.counters(),
+            plugins: self.pipeline.plugin_report(),
+        };
         if !entries.is_empty() {
             self.notify.notify_one();
         }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -11,9 +10,10 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tend::central::{CentralConfig, TicketList, TicketRecord};
 use tend::tickets::model::EventKind;
-use tend_tests::plugins::{AV_SYSTEM, DOOR_CONTROLLER, REPO_ROOT, SOLAR_WATER_HEATER};
+use tend_tests::mosquitto::Mosquitto;
+use tend_tests::plugins::REPO_ROOT;
+use tend_tests::site::{TestSite, test_site};
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const TOKEN: &str = "tok";
 /// Longest wait for anything the tests expect to happen.
 const WAIT: Duration = Duration::from_secs(90);
@@ -25,61 +25,6 @@ const TRACES: [&str; 3] = [
 ];
 const TICKETS: [&str; 3] =
     ["test-site.swh-1.overheat.1", "test-site.door-1.tamper.1", "test-site.av-1.amp_protect.1"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A Mosquitto process on a free loopback port, killed on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    fn start() -> Self {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "these tests need Mosquitto at {MOSQUITTO}: apt-get install -y mosquitto"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let user = Command::new("id").arg("-un").output().unwrap();
-        let user = String::from_utf8(user.stdout).unwrap();
-        let conf = format!(
-            "user {}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 0\nlog_type all\n",
-            user.trim()
-        );
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        let log = File::create(dir.path().join("mosquitto.log")).unwrap();
-        let mut child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(dir.path().join("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("mosquitto exited ({status})");
-            }
-            assert!(Instant::now() < deadline, "mosquitto not listening on {port}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { child, port, _dir: dir }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The central service in process; stops when dropped.
 struct Central {
@@ -117,68 +62,25 @@ impl Central {
 }
 
 /// A site directory: config, inventory, plugins, data.
+/// The shared test site (tests/src/site.rs) plus the agent's logs.
 struct Site {
-    dir: tempfile::TempDir,
+    site: TestSite,
 }
 
 impl Site {
     fn new(mqtt_port: u16, central_url: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        for p in [SOLAR_WATER_HEATER, DOOR_CONTROLLER, AV_SYSTEM] {
-            let p = Path::new(p);
-            std::fs::copy(p, plugins.join(p.file_name().unwrap())).unwrap();
-        }
-        let config = format!(
-            r#"inventory = "site.toml"
-
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt_port}"
-client_id = "tend-live-test"
-
-[central]
-url = "{central_url}"
-token = "{TOKEN}"
-sync_interval = "1s"
-backoff_initial = "100ms"
-backoff_max = "1s"
-
-[store]
-data_dir = "data"
-
-[plugins]
-dir = "plugins"
-cache_dir = "plugin-cache"
-
-[offline]
-after = "1h"
-
-[api]
-enabled = false
-"#
-        );
-        std::fs::write(dir.path().join("agent.toml"), config).unwrap();
-        let mut site = String::from("site = \"test-site\"\ntimezone = \"Asia/Shanghai\"\n");
-        for (id, ty) in
-            [("swh-1", "solar-water-heater"), ("door-1", "door-controller"), ("av-1", "av-system")]
-        {
-            site.push_str(&format!(
-                "\n[[device]]\nid = \"{id}\"\ntype = \"{ty}\"\nmodel = \"M-1\"\nserial = \"S-{id}\"\n\
-                 location = \"Block A\"\ncommissioned = \"2025-03-01\"\n"
-            ));
-        }
-        std::fs::write(dir.path().join("site.toml"), site).unwrap();
-        Self { dir }
+        let mqtt = format!("mqtt://127.0.0.1:{mqtt_port}");
+        let site = test_site(central_url, &mqtt, "[offline]\nafter = \"1h\"\n").unwrap();
+        Self { site }
     }
 
     fn config(&self) -> PathBuf {
-        self.dir.path().join("agent.toml")
+        self.site.config.clone()
     }
 
     /// Starts `tend run`; its log goes to `agent-N.log`.
     fn start_agent(&self, n: u32) -> Child {
-        let log = File::create(self.dir.path().join(format!("agent-{n}.log"))).unwrap();
+        let log = File::create(self.site.dir.path().join(format!("agent-{n}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_tend"))
             .arg("--log-json")
             .arg("run")
@@ -206,10 +108,21 @@ enabled = false
         }
     }
 
+    /// The status API's base URL, from the agent's log (it listens on a free port).
+    fn api_url(&self) -> String {
+        let logs = self.logs();
+        let line =
+            logs.lines().find(|l| l.contains("status API")).unwrap_or_else(|| panic!("{logs}"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        format!("http://{}", v["fields"]["listen"].as_str().unwrap())
+    }
+
     fn logs(&self) -> String {
         let mut out = String::new();
         for n in 1..=2 {
-            if let Ok(s) = std::fs::read_to_string(self.dir.path().join(format!("agent-{n}.log"))) {
+            if let Ok(s) =
+                std::fs::read_to_string(self.site.dir.path().join(format!("agent-{n}.log")))
+            {
                 out.push_str(&format!("--- agent-{n}.log\n{s}"));
             }
         }
@@ -226,13 +139,9 @@ fn trace_messages() -> Vec<Vec<(String, Vec<u8>)>> {
             text.lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| {
-                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    let topic = v["topic"].as_str().unwrap().to_owned();
-                    let payload = match &v["payload"] {
-                        serde_json::Value::String(s) => s.clone().into_bytes(),
-                        other => serde_json::to_vec(other).unwrap(),
-                    };
-                    (topic, payload)
+                    let line: tend::trace::TraceLine = serde_json::from_str(l).unwrap();
+                    let payload = line.payload_bytes();
+                    (line.topic, payload)
                 })
                 .collect()
         })
@@ -368,10 +277,41 @@ async fn live_tickets_arrive_exactly_once() {
     let site = Site::new(mosquitto.port, &central.url);
     let mut agent = Agent(Some(site.start_agent(1)));
     site.wait_subscribed().await;
+    let api = site.api_url();
+    let status: serde_json::Value =
+        reqwest::get(format!("{api}/status")).await.unwrap().json().await.unwrap();
+    assert_eq!(status["site"], "test-site");
+    assert_eq!(status["mqtt_ready"], true);
     for (i, trace) in trace_messages().iter().enumerate() {
         publish(mosquitto.port, &format!("publisher-{i}"), trace).await;
     }
     expect_tickets(&central, &site).await;
+    // The status API tells the same story: everything processed and delivered.
+    let published: usize = trace_messages().iter().map(Vec::len).sum();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let s: serde_json::Value =
+            reqwest::get(format!("{api}/status")).await.unwrap().json().await.unwrap();
+        if s["pipeline"]["messages"] == published && s["outbox"] == 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "status never caught up: {s:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["health"], "ok", "{status:#}");
+    assert_eq!(status["dispatcher"]["sent"], 7, "3 tickets, 4 events: {status:#}");
+    // The three equipment plugins and the test site's deliberately bad one (no device uses it).
+    assert_eq!(status["plugins"].as_array().unwrap().len(), 4);
+    assert!(status["plugins"].as_array().unwrap().iter().all(|p| p["quarantined"] == false));
+    let health = reqwest::get(format!("{api}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = reqwest::get(format!("{api}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("tend_messages_total {published}")), "{metrics}");
+    assert!(metrics.contains("tend_requests_sent_total 7"), "{metrics}");
+    assert!(
+        metrics.contains("tend_plugin_quarantined{equipment_type=\"av-system\"} 0"),
+        "{metrics}"
+    );
     let status = terminate(agent.0.as_mut().unwrap());
     agent.0 = None;
     assert!(status.success(), "tend run exited with {status}\n{}", site.logs());

@@ -13,7 +13,8 @@ pub struct TestSite {
     pub config: PathBuf,
 }
 
-/// Writes `agent.toml` + `site.toml` for site `test-site` with the devices
+/// Writes `agent.toml` + `site.toml` for site `test-site` (central token `tok`, quick
+/// retries and ticket sync, status API on a free port) with the devices
 /// `swh-1` (solar-water-heater), `door-1` (door-controller), `av-1` (av-system),
 /// commissioned 2026-01-01. `extra` is appended to agent.toml (TOML sections).
 pub fn test_site(central_url: &str, mqtt_url: &str, extra: &str) -> anyhow::Result<TestSite> {
@@ -44,8 +45,11 @@ pub fn test_site_with(
     std::fs::write(
         &config,
         format!(
-            "inventory = \"site.toml\"\n\n[mqtt]\nurl = \"{mqtt_url}\"\n\n[central]\nurl = \"{central_url}\"\ntoken = \"tok\"\n\n\
-             [store]\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\ncache_dir = \"{}\"\n\n{extra}\n",
+            "inventory = \"site.toml\"\n\n[mqtt]\nurl = \"{mqtt_url}\"\nclient_id = \"tend-test\"\n\n\
+             [central]\nurl = \"{central_url}\"\ntoken = \"tok\"\nsync_interval = \"1s\"\n\
+             backoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\n\
+             [store]\ndata_dir = \"data\"\n\n[plugins]\ndir = \"plugins\"\ncache_dir = \"{}\"\n\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n",
             cache.display()
         ),
     )?;

@@ -8,5 +8,7 @@ pub mod topic;
 
 pub use broker::{BrokerError, EmbeddedBroker, start_embedded, start_embedded_with_v5};
 pub use event_time::{EventTimeError, event_time_ms};
-pub use mqtt::{AckToken, Delivery, MqttError, MqttIngest, MqttSettings, MqttStats, connect};
+pub use mqtt::{
+    AckToken, Delivery, MqttError, MqttIngest, MqttMonitor, MqttSettings, MqttStats, connect,
+};
 pub use topic::{ParsedTopic, TopicError, TopicTemplate};

@@ -212,7 +212,7 @@ impl AckToken {
 }
 
 /// Counters of the ingest since [`connect`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MqttStats {
     /// Successful connections (ConnAck received).
     pub connects: u64,
@@ -237,7 +237,14 @@ pub struct MqttIngest {
     ack_task: Option<JoinHandle<()>>,
 }
 
-impl MqttIngest {
+/// A cloneable view of a running ingest's counters and readiness (for the status API).
+#[derive(Debug, Clone)]
+pub struct MqttMonitor {
+    shared: Arc<Shared>,
+    ready: watch::Receiver<bool>,
+}
+
+impl MqttMonitor {
     /// The counters so far.
     pub fn stats(&self) -> MqttStats {
         let c = &self.shared.counters;
@@ -248,6 +255,23 @@ impl MqttIngest {
             acks_sent: c.acks_sent.load(Ordering::Relaxed),
             acks_stale: c.acks_stale.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether the ingest is connected and subscribed.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+}
+
+impl MqttIngest {
+    /// The counters so far.
+    pub fn stats(&self) -> MqttStats {
+        self.monitor().stats()
+    }
+
+    /// A cloneable view of the counters and readiness.
+    pub fn monitor(&self) -> MqttMonitor {
+        MqttMonitor { shared: Arc::clone(&self.shared), ready: self.ready.clone() }
     }
 
     /// Whether the ingest is connected and the broker has confirmed the subscription.
@@ -910,105 +934,16 @@ mod tests {
     //! Against a real Mosquitto (started per test on a free loopback port) and the
     //! embedded rumqttd.
 
-    use std::fs::File;
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
+    use std::net::{SocketAddr, TcpListener};
+    use std::process::Command;
 
     use super::*;
 
-    const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+    use tend_tests::mosquitto::Mosquitto;
+
     /// Longest wait for anything a test expects to happen.
     const WAIT: Duration = Duration::from_secs(20);
     const FILTER: &str = "tend/site/+/+";
-
-    /// A Mosquitto process with its own config, killed on drop.
-    struct Mosquitto {
-        child: Option<Child>,
-        port: u16,
-        extra_ports: Vec<u16>,
-        dir: tempfile::TempDir,
-    }
-
-    impl Mosquitto {
-        fn start() -> Self {
-            Self::start_with(|_, _| String::new(), 0)
-        }
-
-        /// `extra(dir, ports)` adds config lines (more listeners on `extra_ports` ports).
-        fn start_with(extra: impl FnOnce(&Path, &[u16]) -> String, extra_ports: usize) -> Self {
-            assert!(
-                Path::new(MOSQUITTO).exists(),
-                "these tests need Mosquitto at {MOSQUITTO}: apt-get install -y mosquitto"
-            );
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let extra_ports: Vec<u16> = (0..extra_ports).map(|_| free_port()).collect();
-            let user = Command::new("id").arg("-un").output().unwrap();
-            let user = String::from_utf8(user.stdout).unwrap();
-            let conf = format!(
-                "# stay the current user: the temp files are private\n\
-                 user {}\n\
-                 listener {port} 127.0.0.1\n\
-                 allow_anonymous true\n\
-                 persistence false\n\
-                 max_queued_messages 0\n\
-                 log_type all\n\
-                 {}\n",
-                user.trim(),
-                extra(dir.path(), &extra_ports),
-            );
-            std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-            let mut m = Self { child: None, port, extra_ports, dir };
-            m.launch();
-            m
-        }
-
-        /// Starts (again) with the same config and ports; waits until every port accepts.
-        fn launch(&mut self) {
-            let log = File::create(self.dir.path().join("mosquitto.log")).unwrap();
-            let mut child = Command::new(MOSQUITTO)
-                .arg("-c")
-                .arg(self.dir.path().join("mosquitto.conf"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + WAIT;
-            for port in std::iter::once(self.port).chain(self.extra_ports.clone()) {
-                while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                    if let Some(status) = child.try_wait().unwrap() {
-                        panic!("mosquitto exited ({status}):\n{}", self.log());
-                    }
-                    assert!(Instant::now() < deadline, "mosquitto not listening:\n{}", self.log());
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-            self.child = Some(child);
-        }
-
-        fn kill(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-
-        fn log(&self) -> String {
-            std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-        }
-    }
-
-    impl Drop for Mosquitto {
-        fn drop(&mut self) {
-            self.kill();
-        }
-    }
-
-    fn free_port() -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    }
 
     fn url(host: &str, port: u16, tls: bool) -> MqttUrl {
         MqttUrl { tls, host: host.into(), port }

@@ -62,6 +62,27 @@ pub struct Counters {
     pub requests: u64,
 }
 
+/// One plugin as the status API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PluginReport {
+    /// Equipment type served.
+    pub equipment_type: String,
+    /// Plugin version.
+    pub version: String,
+    /// sha256 of the component file.
+    pub sha256: String,
+    /// Stopped after repeated failures.
+    pub quarantined: bool,
+    /// Calls made.
+    pub calls: u64,
+    /// Messages judged.
+    pub messages: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Instances built.
+    pub instantiations: u64,
+}
+
 /// A problem building the pipeline from config.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -275,6 +296,26 @@ impl Pipeline {
     /// Counters so far.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Each plugin's version, health and call counters.
+    pub fn plugin_report(&self) -> Vec<PluginReport> {
+        self.plugins
+            .iter()
+            .map(|(ty, p)| {
+                let s = p.stats();
+                PluginReport {
+                    equipment_type: ty.to_owned(),
+                    version: p.description().plugin_version.clone(),
+                    sha256: p.sha256().to_owned(),
+                    quarantined: p.is_quarantined(),
+                    calls: s.calls,
+                    messages: s.messages,
+                    failures: s.failures,
+                    instantiations: s.instantiations,
+                }
+            })
+            .collect()
     }
 
     /// The store.

@@ -1,0 +1,195 @@
+//! The local status API (`[api]`): `GET /health`, `GET /status` (JSON) and
+//! `GET /metrics` (Prometheus text). Read-only; binds to loopback by default.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use crate::ingest::MqttMonitor;
+use crate::pipeline::{Counters, PluginReport};
+use crate::store::{DeadLetter, Store};
+use crate::tickets::DispatcherStatus;
+
+/// What the pipeline thread publishes after each commit.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineSnapshot {
+    /// The pipeline's counters.
+    pub counters: Counters,
+    /// The plugins' health.
+    pub plugins: Vec<PluginReport>,
+}
+
+/// Everything the API reads.
+#[derive(Clone)]
+pub struct Sources {
+    /// Site name.
+    pub site: String,
+    /// When the agent started.
+    pub started: Instant,
+    /// The pipeline's latest snapshot.
+    pub pipeline: Arc<Mutex<PipelineSnapshot>>,
+    /// The MQTT ingest.
+    pub mqtt: MqttMonitor,
+    /// The outbox dispatcher.
+    pub dispatcher: DispatcherStatus,
+    /// The store (outbox length, dead letters, open tickets).
+    pub store: Store,
+}
+
+/// The `/status` body.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Site name.
+    pub site: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// "ok", or "degraded" when the broker is not connected, a plugin is quarantined,
+    /// requests were dead-lettered or the central service keeps failing.
+    pub health: &'static str,
+    /// Connected and subscribed.
+    pub mqtt_ready: bool,
+    /// The ingest's counters.
+    pub mqtt: crate::ingest::MqttStats,
+    /// The pipeline's counters.
+    pub pipeline: Counters,
+    /// Plugins.
+    pub plugins: Vec<PluginReport>,
+    /// The dispatcher.
+    pub dispatcher: crate::tickets::dispatcher::DispatcherSnapshot,
+    /// Requests waiting for the central service.
+    pub outbox: usize,
+    /// Tickets the agent holds open.
+    pub open_tickets: usize,
+    /// Requests the central service refused for good, with the reason.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Sources {
+    fn status(&self) -> Status {
+        let snap = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let dispatcher = self.dispatcher.snapshot();
+        let dead_letters = self.store.dead_letters().unwrap_or_default();
+        let mqtt_ready = self.mqtt.is_ready();
+        let degraded = !mqtt_ready
+            || snap.plugins.iter().any(|p| p.quarantined)
+            || !dead_letters.is_empty()
+            || dispatcher.consecutive_failures >= 3;
+        Status {
+            site: self.site.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            health: if degraded { "degraded" } else { "ok" },
+            mqtt_ready,
+            mqtt: self.mqtt.stats(),
+            pipeline: snap.counters,
+            plugins: snap.plugins,
+            dispatcher,
+            outbox: self.store.outbox_len(),
+            open_tickets: self.store.open_tickets().map(|t| t.len()).unwrap_or(0),
+            dead_letters,
+        }
+    }
+}
+
+/// The API's routes.
+pub fn router(sources: Sources) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(sources)
+}
+
+/// Serves the API until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sources: Sources,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(sources)).with_graceful_shutdown(shutdown).await
+}
+
+async fn health(State(s): State<Sources>) -> impl IntoResponse {
+    let st = s.status();
+    let code = if st.health == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(serde_json::json!({ "health": st.health, "mqtt_ready": st.mqtt_ready })))
+}
+
+async fn status(State(s): State<Sources>) -> impl IntoResponse {
+    axum::Json(s.status())
+}
+
+async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
+    let st = s.status();
+    let mut r = Registry::with_prefix("tend");
+    let counter = |r: &mut Registry, name: &str, help: &str, v: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        r.register(name, help, c);
+    };
+    let gauge = |r: &mut Registry, name: &str, help: &str, v: i64| {
+        let g: Gauge = Gauge::default();
+        g.set(v);
+        r.register(name, help, g);
+    };
+    let p = st.pipeline;
+    counter(&mut r, "messages", "Messages processed", p.messages);
+    counter(&mut r, "messages_bad_topic", "Topics rejected", p.bad_topic);
+    counter(
+        &mut r,
+        "messages_unknown_device",
+        "Messages from devices not in the inventory",
+        p.unknown_device,
+    );
+    counter(
+        &mut r,
+        "messages_invalid",
+        "Payloads without a usable ts or rejected by the plugin",
+        p.invalid,
+    );
+    counter(&mut r, "messages_duplicate", "Redelivered messages skipped", p.duplicates);
+    counter(&mut r, "plugin_failures", "Plugin calls that failed", p.plugin_failures);
+    counter(&mut r, "requests_queued", "Requests queued for the central service", p.requests);
+    counter(
+        &mut r,
+        "requests_sent",
+        "Requests delivered to the central service",
+        st.dispatcher.sent,
+    );
+    counter(&mut r, "requests_retried", "Deliveries retried", st.dispatcher.retried);
+    counter(
+        &mut r,
+        "requests_dead_lettered",
+        "Requests refused for good",
+        st.dispatcher.dead_lettered,
+    );
+    counter(&mut r, "mqtt_connects", "Broker connections", st.mqtt.connects);
+    counter(&mut r, "mqtt_acks", "PUBACKs sent", st.mqtt.acks_sent);
+    gauge(&mut r, "mqtt_ready", "Connected and subscribed", i64::from(st.mqtt_ready));
+    gauge(&mut r, "outbox", "Requests waiting for the central service", st.outbox as i64);
+    gauge(&mut r, "open_tickets", "Tickets held open", st.open_tickets as i64);
+    gauge(&mut r, "uptime_seconds", "Seconds since start", st.uptime_s as i64);
+    let quarantined = Family::<Vec<(String, String)>, Gauge>::default();
+    for pl in &st.plugins {
+        let labels = vec![("equipment_type".to_owned(), pl.equipment_type.clone())];
+        quarantined.get_or_create(&labels).set(i64::from(pl.quarantined));
+    }
+    r.register("plugin_quarantined", "1 when the plugin is quarantined", quarantined);
+    let mut body = String::new();
+    if encode(&mut body, &r).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
+}

@@ -1,0 +1,109 @@
+//! A real Mosquitto (Debian's package) for tests: its own config on free loopback
+//! ports, waited for with a deadline, killed on drop, restartable on the same ports.
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian installs the broker.
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+/// Longest wait for the broker to listen.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A Mosquitto process with its own config, killed on drop.
+pub struct Mosquitto {
+    child: Option<Child>,
+    /// The main listener's port.
+    pub port: u16,
+    /// Ports of the listeners `start_with` added.
+    pub extra_ports: Vec<u16>,
+    /// Config, log and whatever the extra config lines need (certificates ...).
+    pub dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts a broker with the default test config.
+    pub fn start() -> Self {
+        Self::start_with(|_, _| String::new(), 0)
+    }
+
+    /// `extra(dir, ports)` adds config lines (more listeners on `extra_ports` ports).
+    pub fn start_with(extra: impl FnOnce(&Path, &[u16]) -> String, extra_ports: usize) -> Self {
+        assert!(
+            Path::new(MOSQUITTO).exists(),
+            "these tests need Mosquitto at {MOSQUITTO}: apt-get install -y mosquitto"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let extra_ports: Vec<u16> = (0..extra_ports).map(|_| free_port()).collect();
+        let user = Command::new("id").arg("-un").output().unwrap();
+        let user = String::from_utf8(user.stdout).unwrap();
+        let conf = format!(
+            "# stay the current user: the temp files are private\n\
+             user {}\n\
+             listener {port} 127.0.0.1\n\
+             allow_anonymous true\n\
+             persistence false\n\
+             max_queued_messages 0\n\
+             log_type all\n\
+             {}\n",
+            user.trim(),
+            extra(dir.path(), &extra_ports),
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+        let mut m = Self { child: None, port, extra_ports, dir };
+        m.launch();
+        m
+    }
+
+    /// Starts (again) with the same config and ports; waits until every port accepts.
+    pub fn launch(&mut self) {
+        let log = File::create(self.dir.path().join("mosquitto.log")).unwrap();
+        let mut child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        for port in std::iter::once(self.port).chain(self.extra_ports.clone()) {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("mosquitto exited ({status}):\n{}", self.log());
+                }
+                assert!(Instant::now() < deadline, "mosquitto not listening:\n{}", self.log());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Kills the broker (`launch` starts it again on the same ports).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
