@@ -123,6 +123,37 @@ impl From<Result<Outcome, EvalError>> for Judged {
     }
 }
 
+/// Lets one warning per key through per period and counts what it held back.
+#[derive(Debug, Default)]
+struct LogGate {
+    /// key -> (last logged at, held back since).
+    last: HashMap<String, (i64, u64)>,
+}
+
+impl LogGate {
+    const PERIOD_MS: i64 = 10 * 60 * 1000;
+    /// Bound on remembered keys (a flood of new device ids must not grow memory).
+    const MAX_KEYS: usize = 10_000;
+
+    /// `Some(held back since the last one)` when a warning for `key` may be logged.
+    fn allow(&mut self, key: &str, now: i64) -> Option<u64> {
+        if let Some((at, held)) = self.last.get_mut(key) {
+            if now.saturating_sub(*at) < Self::PERIOD_MS {
+                *held += 1;
+                return None;
+            }
+            let n = *held;
+            (*at, *held) = (now, 0);
+            return Some(n);
+        }
+        if self.last.len() >= Self::MAX_KEYS {
+            self.last.clear();
+        }
+        self.last.insert(key.to_owned(), (now, 0));
+        Some(0)
+    }
+}
+
 struct DeviceCtx {
     inventory: crate::config::Device,
     /// The device as handed to its plugin (built once).
@@ -156,8 +187,9 @@ pub struct Pipeline {
     /// (deadline, device) for every device with a pending timer.
     deadlines: BTreeSet<(i64, String)>,
     deadline_of: HashMap<String, i64>,
-    /// Devices already logged as unknown (log once, count always).
-    unknown_logged: BTreeSet<String>,
+    /// Rate limit for warnings about bad input: count always, log once per key and
+    /// period, so a misbehaving device cannot flood the log.
+    log_gate: LogGate,
     counters: Counters,
 }
 
@@ -283,7 +315,7 @@ impl Pipeline {
             dirty_states: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             deadline_of: HashMap::new(),
-            unknown_logged: BTreeSet::new(),
+            log_gate: LogGate::default(),
             counters: Counters::default(),
         };
         let ids: Vec<String> = p.devices.keys().cloned().collect();
@@ -421,18 +453,22 @@ impl Pipeline {
             Ok(p) => p,
             Err(e) => {
                 self.counters.bad_topic += 1;
-                let topic: String = m.topic.chars().take(200).collect();
-                tracing::debug!(%topic, "rejected: {e}");
+                if let Some(held) = self.log_gate.allow("bad topic", m.arrival_ms) {
+                    let topic: String = m.topic.chars().take(200).collect();
+                    tracing::warn!(%topic, held_back = held, "topic rejected: {e}; counted and acked");
+                }
                 return None;
             }
         };
         let (id, kind) = (parsed.device_id.to_owned(), parsed.kind);
         if !self.devices.contains_key(&id) {
             self.counters.unknown_device += 1;
-            if self.unknown_logged.len() < 10_000 && self.unknown_logged.insert(id.clone()) {
+            if let Some(held) = self.log_gate.allow(&format!("unknown {id}"), m.arrival_ms) {
                 tracing::warn!(
                     device = %id,
-                    "message from a device not in the inventory: counted and ignored"
+                    held_back = held,
+                    "message from a device not in the inventory: counted and ignored \
+                     (add it to the inventory to monitor it)"
                 );
             }
             return None;
@@ -443,7 +479,10 @@ impl Pipeline {
                 Ok(ts) => ts,
                 Err(e) => {
                     self.counters.invalid += 1;
-                    tracing::debug!(device = %id, "invalid payload: {e}");
+                    if let Some(held) = self.log_gate.allow(&format!("invalid {id}"), m.arrival_ms)
+                    {
+                        tracing::warn!(device = %id, held_back = held, "invalid payload: {e}");
+                    }
                     // An invalid reading still proves the device is online.
                     return Some((id, Step::Online(m.arrival_ms)));
                 }
@@ -508,7 +547,13 @@ impl Pipeline {
                     }
                     Some(Judged::Rejected(e)) => {
                         self.counters.invalid += 1;
-                        tracing::debug!(device = id, "plugin rejected the message: {e}");
+                        if let Some(held) = self.log_gate.allow(&format!("rejected {id}"), now) {
+                            tracing::warn!(
+                                device = id,
+                                held_back = held,
+                                "plugin rejected the message: {e}"
+                            );
+                        }
                         self.observe(id, ts, &[], batch);
                     }
                     Some(Judged::Failed(e)) => self.plugin_failed(id, ts, &e, batch),
@@ -667,5 +712,25 @@ impl Pipeline {
             self.deadlines.insert((d, id.to_owned()));
             self.deadline_of.insert(id.to_owned(), d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogGate;
+
+    #[test]
+    fn log_gate_lets_one_through_per_key_and_period() {
+        let mut g = LogGate::default();
+        assert_eq!(g.allow("invalid d1", 0), Some(0));
+        assert_eq!(g.allow("invalid d1", 1_000), None);
+        assert_eq!(g.allow("invalid d1", 2_000), None);
+        assert_eq!(g.allow("invalid d2", 2_000), Some(0), "another device has its own budget");
+        assert_eq!(
+            g.allow("invalid d1", LogGate::PERIOD_MS),
+            Some(2),
+            "next period, with the count"
+        );
+        assert_eq!(g.allow("invalid d1", LogGate::PERIOD_MS + 1), None);
     }
 }
