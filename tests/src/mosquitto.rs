@@ -40,17 +40,19 @@ impl Mosquitto {
         let extra_ports: Vec<u16> = (0..extra_ports).map(|_| free_port()).collect();
         let user = Command::new("id").arg("-un").output().unwrap();
         let user = String::from_utf8(user.stdout).unwrap();
+        let extra = extra(dir.path(), &extra_ports);
+        // Tests that want persistence say so in `extra`; the default keeps nothing.
+        let persistence = if extra.contains("persistence ") { "" } else { "persistence false\n" };
         let conf = format!(
             "# stay the current user: the temp files are private\n\
              user {}\n\
              listener {port} 127.0.0.1\n\
              allow_anonymous true\n\
-             persistence false\n\
+             {persistence}\
              max_queued_messages 0\n\
              log_type all\n\
-             {}\n",
+             {extra}\n",
             user.trim(),
-            extra(dir.path(), &extra_ports),
         );
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
         let mut m = Self { child: None, port, extra_ports, dir };
@@ -80,6 +82,21 @@ impl Mosquitto {
             }
         }
         self.child = Some(child);
+    }
+
+    /// Stops the broker the way a service manager does (SIGTERM: it saves its
+    /// persistent state) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + WAIT;
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     /// Kills the broker (`launch` starts it again on the same ports).
