@@ -431,7 +431,6 @@ pub(crate) mod tests {
     //! Against the real reference service on 127.0.0.1 and a real store in a
     //! temporary directory. Helpers are shared with the sync's tests.
 
-    use std::path::Path;
     use std::time::Instant;
 
     use axum::http::StatusCode;
@@ -440,65 +439,14 @@ pub(crate) mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::central::{CentralConfig, CentralControl, TicketList, serve};
+    use crate::central::TicketList;
     use crate::store::{Batch, TicketRef, TicketSubject};
     use crate::tickets::model::{Device, EventKind, NewTicket, TicketEvent, TicketKind, WireTime};
 
-    /// The token test services accept.
-    pub(crate) const TOKEN: &str = "dispatch-test-token";
+    /// The reference service for these tests, and the token it accepts.
+    pub(crate) use crate::central::testing::{TOKEN, TestServer as Central};
     /// How long a condition may take before a test fails.
     pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
-
-    /// A running reference service.
-    pub(crate) struct Central {
-        /// `http://127.0.0.1:{port}`.
-        pub(crate) url: String,
-        /// Its fault injection.
-        pub(crate) control: CentralControl,
-        stop: oneshot::Sender<()>,
-        task: JoinHandle<anyhow::Result<()>>,
-    }
-
-    impl Central {
-        /// A service on a free port.
-        pub(crate) async fn start(dir: &Path) -> anyhow::Result<Self> {
-            Self::start_on(TcpListener::bind("127.0.0.1:0").await?, dir)
-        }
-
-        /// A service on `listener`.
-        pub(crate) fn start_on(listener: TcpListener, dir: &Path) -> anyhow::Result<Self> {
-            let url = format!("http://{}", listener.local_addr()?);
-            let cfg = CentralConfig { cache_capacity: 1 << 20, ..CentralConfig::new(dir, TOKEN) };
-            let control = cfg.control.clone();
-            let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(serve(listener, cfg, async move {
-                let _ = stopped.await;
-            }));
-            Ok(Self { url, control, stop, task })
-        }
-
-        /// Stops the service and waits until its database is closed.
-        pub(crate) async fn stop(self) -> anyhow::Result<()> {
-            let _ = self.stop.send(());
-            self.task.await?
-        }
-
-        /// A client with `token`.
-        pub(crate) fn client(&self, token: &str) -> anyhow::Result<CentralClient> {
-            Ok(CentralClient::new(&self.url, token, Duration::from_secs(5))?)
-        }
-
-        /// Every ticket the service holds, by number (the list endpoint).
-        pub(crate) async fn list(&self) -> anyhow::Result<TicketList> {
-            let response = reqwest::Client::new()
-                .get(format!("{}/api/v1/tickets", self.url))
-                .bearer_auth(TOKEN)
-                .send()
-                .await?
-                .error_for_status()?;
-            Ok(response.json().await?)
-        }
-    }
 
     /// (creating key, event keys) of every ticket, by number.
     pub(crate) fn keys(list: &TicketList) -> Vec<(String, Vec<String>)> {
