@@ -12,6 +12,8 @@
 //! alarm state and the outbox never diverge. Durability comes from [`Store::flush`],
 //! called once per batch (group commit) before the MQTT messages are acknowledged.
 
+pub mod archive;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
