@@ -173,6 +173,22 @@ impl BusinessCalendar {
         self.tz.to_timestamp(date.to_datetime(self.open)).map_err(CalendarError::OutOfRange)
     }
 
+    /// The closing instant of `date` at the site (end of working hours, whether or
+    /// not it is a working day): when something "due on `date`" is due.
+    pub fn closing(&self, date: Date) -> Result<Timestamp, CalendarError> {
+        self.tz.to_timestamp(date.to_datetime(self.close)).map_err(CalendarError::OutOfRange)
+    }
+
+    /// `date` when it is a working day, else the last working day before it.
+    /// Terminates like [`BusinessCalendar::add_working_days`].
+    pub fn working_day_on_or_before(&self, date: Date) -> Result<Date, CalendarError> {
+        let mut day = date;
+        while !self.is_working_day(day) {
+            day = day.yesterday().map_err(CalendarError::OutOfRange)?;
+        }
+        Ok(day)
+    }
+
     /// The `n`-th working day after `date` (`date` itself is not counted; `n = 0`
     /// returns `date`). "A report within 3 working days" is `add_working_days(d, 3)`.
     pub fn add_working_days(&self, date: Date, n: u32) -> Result<Date, CalendarError> {

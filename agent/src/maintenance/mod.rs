@@ -1,7 +1,8 @@
 //! The maintenance domain, pure (no I/O): calendar spans, business calendar and SLA
-//! due times, warranty and coverage.
+//! due times, inspection schedules, warranty and coverage.
 
 pub mod calendar;
+pub mod inspection;
 pub mod sla;
 pub mod span;
 pub mod warranty;

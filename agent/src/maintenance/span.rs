@@ -73,6 +73,16 @@ impl Span {
     }
 }
 
+impl Span {
+    /// Subtracts this span from a civil date (month ends clamp like [`Span::after`]).
+    pub fn before(self, date: jiff::civil::Date) -> Result<jiff::civil::Date, jiff::Error> {
+        match self {
+            Span::Days(d) => date.checked_sub(jiff::Span::new().days(i64::from(d))),
+            Span::Months(m) => date.checked_sub(jiff::Span::new().months(i64::from(m))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
