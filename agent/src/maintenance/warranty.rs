@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use jiff::Timestamp;
 use jiff::civil::Date;
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::span::Span;
@@ -138,6 +140,30 @@ pub fn warranty_end(commissioned: Date, span: Span, downtime_days: u32) -> Date 
     span.after(commissioned)
         .and_then(|end| Span::Days(downtime_days).after(end))
         .unwrap_or(Date::MAX)
+}
+
+/// Whole days of downtime that extend a warranty whose last day, without extension,
+/// is `base_end` (maintenance.md section 5: days out of service during the warranty
+/// extend it by as many days).
+///
+/// `intervals` are level-1 periods `(start, end)` in ms, oldest first. A period
+/// counts when it starts on or before the warranty's last day, extension so far
+/// included (downtime that pushed the end out lets later downtime count too). The
+/// total is rounded up to whole days: a maintenance engineer counts a day the unit
+/// was down as a day lost (reading of the seeds' "停机时间顺延").
+pub fn downtime_extension_days(intervals: &[(i64, i64)], base_end: Date, tz: &TimeZone) -> u32 {
+    const DAY_MS: i64 = 86_400_000;
+    let mut total_ms: i64 = 0;
+    let days = |total: i64| u32::try_from((total + DAY_MS - 1) / DAY_MS).unwrap_or(u32::MAX);
+    for &(start, end) in intervals {
+        let extended = Span::Days(days(total_ms)).after(base_end).unwrap_or(Date::MAX);
+        let Ok(ts) = Timestamp::from_millisecond(start) else { continue };
+        if tz.to_datetime(ts).date() > extended {
+            break;
+        }
+        total_ms = total_ms.saturating_add(end.saturating_sub(start).max(0));
+    }
+    days(total_ms)
 }
 
 /// Whether `component` is under warranty on `at` (see the module conventions).
@@ -400,5 +426,36 @@ mod tests {
         assert_eq!(serde_json::to_string(&Coverage::Billable).unwrap(), "\"billable\"");
         assert_eq!(serde_json::from_str::<Coverage>("\"contract\"").unwrap(), Coverage::Contract);
         assert_eq!(Coverage::Billable.to_string(), "billable");
+    }
+
+    #[test]
+    fn downtime_during_the_warranty_extends_it_by_whole_days() {
+        let tz = TimeZone::get("Asia/Shanghai").unwrap();
+        let ms = |s: &str| s.parse::<Timestamp>().unwrap().as_millisecond();
+        let base_end = date(2029, 2, 28);
+        // 30 h down, then 2 h: 32 h -> 2 days (partial days round up).
+        let spans = [
+            (ms("2027-01-10T08:00:00+08:00"), ms("2027-01-11T14:00:00+08:00")),
+            (ms("2028-05-01T08:00:00+08:00"), ms("2028-05-01T10:00:00+08:00")),
+        ];
+        assert_eq!(downtime_extension_days(&spans, base_end, &tz), 2);
+        // Downtime after the warranty ended does not count; downtime on a day the
+        // extension added does.
+        let late = [
+            (ms("2029-02-27T08:00:00+08:00"), ms("2029-02-28T20:00:00+08:00")),
+            (ms("2029-03-02T08:00:00+08:00"), ms("2029-03-02T21:00:00+08:00")),
+            (ms("2029-03-09T08:00:00+08:00"), ms("2029-03-09T09:00:00+08:00")),
+        ];
+        assert_eq!(downtime_extension_days(&late, base_end, &tz), 3);
+        // The site's date decides: 2029-03-01T07:00+08:00 is 02-28 in UTC, but
+        // already past the warranty at the site.
+        let edge = [(ms("2029-03-01T07:00:00+08:00"), ms("2029-03-01T08:00:00+08:00"))];
+        assert_eq!(downtime_extension_days(&edge, base_end, &tz), 0);
+        assert_eq!(downtime_extension_days(&[], base_end, &tz), 0);
+        // Coverage with the extension: billable without it, warranty with it.
+        let terms = WarrantyTerms::from_plugin_defaults([(MAIN_UNIT, 24)]);
+        let at = date(2028, 3, 2);
+        assert_eq!(coverage(at, COMMISSIONED, MAIN_UNIT, &terms, None, 0), Coverage::Billable);
+        assert_eq!(coverage(at, COMMISSIONED, MAIN_UNIT, &terms, None, 2), Coverage::Warranty);
     }
 }
