@@ -395,7 +395,13 @@ impl Worker {
     fn closed(&mut self, c: TicketClosed) -> anyhow::Result<()> {
         let applied = self
             .pipeline
-            .ticket_closed(&c.ticket_id, &c.device, &c.subject, c.closed_at.as_millisecond())
+            .ticket_closed(
+                &c.ticket_id,
+                &c.device,
+                &c.subject,
+                c.closed_at.as_millisecond(),
+                c.resolution.as_deref(),
+            )
             .with_context(|| format!("recording that ticket {} was closed", c.ticket_id))?;
         match applied {
             Some(entries) => {

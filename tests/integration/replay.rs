@@ -30,9 +30,41 @@ fn replay_opens_the_expected_tickets_with_sla_coverage_and_events() {
         test_site("http://127.0.0.1:9", "mqtt://127.0.0.1:1", "[offline]\nafter = \"400d\"\n")
             .unwrap();
     let out = String::from_utf8(replay_lib(&site.config, &three_faults())).unwrap();
-    let lines: Vec<serde_json::Value> =
+    let all: Vec<serde_json::Value> =
         out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let keys: Vec<&str> = lines.iter().map(|l| l["idempotency_key"].as_str().unwrap()).collect();
+    let key = |l: &serde_json::Value| l["idempotency_key"].as_str().unwrap().to_owned();
+    let (inspections, lines): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|l| key(l).contains("/inspection/"));
+
+    // The AV system's quarterly inspection (commissioned 2026-01-01; the schedule
+    // starts with the trace in July, so due 2026-10-01) opens a week ahead and is
+    // overdue when the trace jumps to November: an event and a level-3 report.
+    let ikeys: Vec<String> = inspections.iter().map(key).collect();
+    assert_eq!(
+        ikeys,
+        [
+            "test-site/av-1/inspection/quarterly/1",
+            "test-site/av-1/inspection/quarterly/1/overdue",
+            "test-site/av-1/inspection/quarterly/1/overdue-report",
+        ],
+        "{out}"
+    );
+    let opened = &inspections[0]["body"];
+    assert_eq!(opened["kind"], "inspection");
+    assert_eq!(opened["code"], "quarterly");
+    assert_eq!(opened["due_at"], "2026-10-01T18:00:00+08:00");
+    assert_eq!(opened["opened_at"], "2026-09-24T09:00:00+08:00");
+    assert!(opened["checklist"].as_array().unwrap().len() >= 5);
+    assert!(opened.get("severity").is_none());
+    assert_eq!(inspections[1]["body"]["type"], "overdue");
+    assert_eq!(inspections[1]["body"]["at"], "2026-10-01T18:00:00+08:00");
+    let report = &inspections[2]["body"];
+    assert_eq!((report["kind"].as_str(), report["severity"].as_i64()), (Some("fault"), Some(3)));
+    assert_eq!(report["code"], "inspection_overdue");
+    assert_eq!(report["sla"]["respond_by"], "2026-10-01T18:30:00+08:00");
+
+    let keys: Vec<String> = lines.iter().map(key).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     assert_eq!(
         keys,
         [

@@ -118,6 +118,10 @@ pub struct Occurrence {
     pub meter_value: Option<f64>,
     /// The calendar anchor it was counted from (for the ticket's description).
     pub anchor: Date,
+    /// The anchor is the completion of the previous inspection (not commissioning,
+    /// nor the first-start rule).
+    #[serde(default)]
+    pub after_completion: bool,
     /// Overdue was reported.
     #[serde(default)]
     pub overdue: bool,
@@ -302,6 +306,7 @@ impl Scheduling<'_> {
             trigger,
             meter_value,
             anchor: state.anchor,
+            after_completion: state.last_completed_ms.is_some(),
             overdue: false,
         };
         state.open = Some(occurrence.clone());

@@ -7,13 +7,14 @@ use jiff::tz::TimeZone;
 
 use crate::alarms::Transition;
 use crate::maintenance::calendar::BusinessCalendar;
+use crate::maintenance::inspection::{MeterRule, Occurrence, Plan, Trigger};
 use crate::maintenance::sla::SlaTable;
 use crate::maintenance::warranty::{self, WarrantyTerms};
 use crate::plugins::bindings::{Category, Condition};
 use crate::store::{OutboxEntry, Request};
 use crate::tickets::model::{
-    Coverage, Device as WireDevice, Diagnosis, EventKind, Evidence, FaultCategory, NewTicket, Sla,
-    TicketEvent, TicketKind, WireTime,
+    CloseRequest, Coverage, Device as WireDevice, Diagnosis, EventKind, Evidence, FaultCategory,
+    NewTicket, Sla, TicketEvent, TicketKind, WireTime,
 };
 
 /// The site-wide facts every ticket needs.
@@ -32,6 +33,21 @@ pub struct DeviceFacts<'a> {
     pub inventory: &'a crate::config::Device,
     /// Warranty terms (plugin defaults + inventory overrides).
     pub warranty: &'a WarrantyTerms,
+    /// Level-1 periods (start, end) in ms so far, the current one included: the
+    /// warranty's downtime extension.
+    pub downtime: &'a [(i64, i64)],
+    /// The device's next planned inspection (ms): level-4 faults are due then.
+    pub next_inspection: Option<i64>,
+}
+
+impl DeviceFacts<'_> {
+    /// Downtime days extending the warranty of `component`.
+    pub fn downtime_days(&self, component: &str, tz: &TimeZone) -> u32 {
+        let inv = self.inventory;
+        self.warranty
+            .end_for(component, inv.commissioned, 0)
+            .map_or(0, |end| warranty::downtime_extension_days(self.downtime, end, tz))
+    }
 }
 
 /// What the builder needs to know about a fault code.
@@ -85,15 +101,21 @@ pub fn build(
         Transition::Opened { severity, at, closed_before, .. } => {
             let opened = Timestamp::from_millisecond(*at).unwrap_or(Timestamp::UNIX_EPOCH);
             let date = site.calendar.local_date(opened);
-            let in_warranty =
-                warranty::in_warranty(date, inv.commissioned, fault.component, device.warranty, 0);
+            let downtime = device.downtime_days(fault.component, tz);
+            let in_warranty = warranty::in_warranty(
+                date,
+                inv.commissioned,
+                fault.component,
+                device.warranty,
+                downtime,
+            );
             let coverage = warranty::coverage(
                 date,
                 inv.commissioned,
                 fault.component,
                 device.warranty,
                 inv.contract_until,
-                0,
+                downtime,
             );
             let occurrence = closed_before + 1;
             let replace =
@@ -105,12 +127,13 @@ pub fn build(
             if replace {
                 let until = device
                     .warranty
-                    .end_for(fault.component, inv.commissioned, 0)
+                    .end_for(fault.component, inv.commissioned, downtime)
                     .unwrap_or(inv.commissioned);
                 description.push_str("\n\n");
                 description.push_str(&warranty::replacement_reason(code, *closed_before, until));
             }
-            let sla = site.sla.due(*severity, opened, &site.calendar, None).ok().map(|d| Sla {
+            let next = device.next_inspection.and_then(|ms| Timestamp::from_millisecond(ms).ok());
+            let sla = site.sla.due(*severity, opened, &site.calendar, next).ok().map(|d| Sla {
                 respond_by: Some(WireTime::from_timestamp(
                     d.respond_by,
                     tz.to_offset(d.respond_by),
@@ -125,24 +148,14 @@ pub fn build(
                 ticket_id,
                 kind: TicketKind::Fault,
                 site: site.site.clone(),
-                device: WireDevice {
-                    id: inv.id.clone(),
-                    device_type: inv.equipment_type.clone(),
-                    model: Some(inv.model.clone()),
-                    serial: Some(inv.serial.clone()),
-                    location: Some(inv.location.clone()),
-                },
+                device: wire_device(inv),
                 code: code.to_owned(),
                 severity: Some(*severity),
                 title: fault.title.to_owned(),
                 description: Some(description),
                 opened_at: wire_time(*at, tz),
                 sla,
-                coverage: Some(match coverage {
-                    warranty::Coverage::Warranty => Coverage::Warranty,
-                    warranty::Coverage::Contract => Coverage::Contract,
-                    warranty::Coverage::Billable => Coverage::Billable,
-                }),
+                coverage: Some(wire_coverage(coverage)),
                 diagnosis: condition.and_then(|c| c.diagnosis.as_ref()).map(|d| Diagnosis {
                     probable_cause: Some(d.probable_cause.clone()),
                     category: Some(match d.category {
@@ -187,5 +200,252 @@ pub fn build(
             *at,
             condition.map(|c| c.summary.clone()).filter(|s| !s.is_empty()),
         ),
+    }
+}
+
+/// The host's code for the level-3 report of an overdue inspection.
+pub const INSPECTION_OVERDUE: &str = "inspection_overdue";
+
+/// Severity of an overdue inspection (maintenance.md section 3).
+pub const OVERDUE_SEVERITY: u8 = 3;
+
+/// The ticket id of an inspection occurrence: `{site}.{device}.inspection.{plan}.{n}`.
+pub fn inspection_ticket_id(site: &str, device: &str, plan: &str, n: u32) -> String {
+    format!("{site}.{device}.inspection.{plan}.{n}")
+}
+
+/// The ticket id of an overdue inspection's report:
+/// `{site}.{device}.inspection_overdue.{plan}.{n}`.
+pub fn overdue_ticket_id(site: &str, device: &str, plan: &str, n: u32) -> String {
+    format!("{site}.{device}.{INSPECTION_OVERDUE}.{plan}.{n}")
+}
+
+fn inspection_key(site: &str, device: &str, plan: &str, n: u32) -> String {
+    format!("{site}/{device}/inspection/{plan}/{n}")
+}
+
+fn wire_device(inv: &crate::config::Device) -> WireDevice {
+    WireDevice {
+        id: inv.id.clone(),
+        device_type: inv.equipment_type.clone(),
+        model: Some(inv.model.clone()),
+        serial: Some(inv.serial.clone()),
+        location: Some(inv.location.clone()),
+    }
+}
+
+fn local_date(ms: i64, tz: &TimeZone) -> jiff::civil::Date {
+    let ts = Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    tz.to_datetime(ts).date()
+}
+
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x:.1}") }
+}
+
+/// Why an inspection is called for, for the ticket's description.
+fn inspection_reason(
+    device: &DeviceFacts<'_>,
+    plan: &Plan,
+    occ: &Occurrence,
+    meter_base: Option<f64>,
+    tz: &TimeZone,
+) -> String {
+    let due = local_date(occ.due_ms, tz);
+    match (occ.trigger, &plan.meter, occ.meter_value) {
+        (Trigger::Meter, Some(t), Some(value)) => {
+            let rule = match (t.rule, meter_base) {
+                (MeterRule::Every(x), Some(base)) => format!(
+                    "an inspection every {} since the last one (counted from {})",
+                    number(x),
+                    number(base)
+                ),
+                (MeterRule::Every(x), None) => format!("an inspection every {}", number(x)),
+                (MeterRule::Reaches(x), _) => {
+                    format!("an inspection when it reaches {}", number(x))
+                }
+            };
+            format!(
+                "Meter `{}` reads {}: the plan calls for {rule}. Due {due}.",
+                t.meter,
+                number(value)
+            )
+        }
+        _ => {
+            let commissioned = device.inventory.commissioned;
+            let from = if occ.after_completion {
+                format!("the last inspection on {}", occ.anchor)
+            } else if occ.anchor == commissioned {
+                format!("commissioning on {commissioned}")
+            } else {
+                // The first-start rule: earlier cycles are assumed done on schedule.
+                format!("{} (commissioned {commissioned}, earlier cycles assumed done)", occ.anchor)
+            };
+            let every = plan.every.map(|s| s.to_string()).unwrap_or_default();
+            format!("Due {due}: every {every}, counted from {from}.")
+        }
+    }
+}
+
+/// The ticket of an inspection that opened.
+pub fn inspection_opened(
+    site: &SiteFacts,
+    device: &DeviceFacts<'_>,
+    plan: &Plan,
+    occ: &Occurrence,
+    meter_base: Option<f64>,
+) -> OutboxEntry {
+    let tz = site.calendar.time_zone();
+    let inv = device.inventory;
+    let ticket = NewTicket {
+        ticket_id: inspection_ticket_id(&site.site, &inv.id, &plan.id, occ.number),
+        kind: TicketKind::Inspection,
+        site: site.site.clone(),
+        device: wire_device(inv),
+        code: plan.id.clone(),
+        severity: None,
+        title: plan.title.clone(),
+        description: Some(inspection_reason(device, plan, occ, meter_base, tz)),
+        opened_at: wire_time(occ.opened_ms, tz),
+        sla: None,
+        coverage: None,
+        diagnosis: None,
+        checklist: plan.checklist.clone(),
+        due_at: Some(wire_time(occ.due_ms, tz)),
+        evidence: vec![],
+        occurrence: None,
+        replacement_recommended: false,
+    };
+    OutboxEntry {
+        key: inspection_key(&site.site, &inv.id, &plan.id, occ.number),
+        request: Request::Open { ticket: Box::new(ticket) },
+    }
+}
+
+/// An inspection past due: an `overdue` event on its ticket, and a level-3 fault
+/// ticket that reports it (maintenance.md section 3: "an overdue inspection is
+/// itself reported (level 3)"), so it gets a response time of its own. Both are
+/// dated at the due time.
+pub fn inspection_overdue(
+    site: &SiteFacts,
+    device: &DeviceFacts<'_>,
+    plan: &Plan,
+    occ: &Occurrence,
+) -> [OutboxEntry; 2] {
+    let tz = site.calendar.time_zone();
+    let inv = device.inventory;
+    let ticket_id = inspection_ticket_id(&site.site, &inv.id, &plan.id, occ.number);
+    let key = inspection_key(&site.site, &inv.id, &plan.id, occ.number);
+    let due = wire_time(occ.due_ms, tz);
+    let note = format!("Not completed by its due time {due}.");
+    let event = OutboxEntry {
+        key: format!("{key}/overdue"),
+        request: Request::Event {
+            ticket_id: ticket_id.clone(),
+            event: TicketEvent { kind: EventKind::Overdue, at: due.clone(), note: Some(note) },
+        },
+    };
+    let at = Timestamp::from_millisecond(occ.due_ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    let sla = site.sla.due(OVERDUE_SEVERITY, at, &site.calendar, None).ok().map(|d| Sla {
+        respond_by: Some(WireTime::from_timestamp(d.respond_by, tz.to_offset(d.respond_by))),
+        onsite_by: Some(WireTime::from_timestamp(d.onsite_by, tz.to_offset(d.onsite_by))),
+        resolve_by: Some(WireTime::from_timestamp(d.resolve_by, tz.to_offset(d.resolve_by))),
+    });
+    let component = warranty::MAIN_UNIT;
+    let downtime = device.downtime_days(component, tz);
+    let coverage = warranty::coverage(
+        site.calendar.local_date(at),
+        inv.commissioned,
+        component,
+        device.warranty,
+        inv.contract_until,
+        downtime,
+    );
+    let report = NewTicket {
+        ticket_id: overdue_ticket_id(&site.site, &inv.id, &plan.id, occ.number),
+        kind: TicketKind::Fault,
+        site: site.site.clone(),
+        device: wire_device(inv),
+        code: INSPECTION_OVERDUE.to_owned(),
+        severity: Some(OVERDUE_SEVERITY),
+        title: format!("Inspection overdue: {}", plan.title),
+        description: Some(format!(
+            "The inspection `{}` (ticket {ticket_id}) was due {due} and has not been completed. \
+             {}",
+            plan.id,
+            inspection_reason(device, plan, occ, None, tz)
+        )),
+        opened_at: due,
+        sla,
+        coverage: Some(wire_coverage(coverage)),
+        diagnosis: None,
+        checklist: plan.checklist.clone(),
+        due_at: None,
+        evidence: vec![],
+        occurrence: Some(1),
+        replacement_recommended: false,
+    };
+    let open = OutboxEntry {
+        key: format!("{key}/overdue-report"),
+        request: Request::Open { ticket: Box::new(report) },
+    };
+    [event, open]
+}
+
+/// The overdue report's condition cleared: the inspection was completed.
+pub fn overdue_cleared(
+    site: &SiteFacts,
+    device: &str,
+    plan: &str,
+    occ: &Occurrence,
+    at_ms: i64,
+) -> OutboxEntry {
+    let tz = site.calendar.time_zone();
+    OutboxEntry {
+        key: format!(
+            "{}/overdue-report/recovered",
+            inspection_key(&site.site, device, plan, occ.number)
+        ),
+        request: Request::Event {
+            ticket_id: overdue_ticket_id(&site.site, device, plan, occ.number),
+            event: TicketEvent {
+                kind: EventKind::Recovered,
+                at: wire_time(at_ms, tz),
+                note: Some("The inspection was completed.".into()),
+            },
+        },
+    }
+}
+
+/// Closes an inspection's ticket for work recorded at the site.
+pub fn inspection_closed_locally(
+    site: &SiteFacts,
+    device: &str,
+    plan: &str,
+    occ: &Occurrence,
+    at_ms: i64,
+    note: Option<&str>,
+) -> OutboxEntry {
+    let tz = site.calendar.time_zone();
+    let mut resolution =
+        "Inspection completed on site (recorded with `tend inspection complete`)".to_owned();
+    if let Some(note) = note.filter(|n| !n.trim().is_empty()) {
+        resolution.push_str(": ");
+        resolution.push_str(note.trim());
+    }
+    OutboxEntry {
+        key: format!("{}/close", inspection_key(&site.site, device, plan, occ.number)),
+        request: Request::Close {
+            ticket_id: inspection_ticket_id(&site.site, device, plan, occ.number),
+            close: CloseRequest { resolution, closed_at: wire_time(at_ms, tz) },
+        },
+    }
+}
+
+fn wire_coverage(c: warranty::Coverage) -> Coverage {
+    match c {
+        warranty::Coverage::Warranty => Coverage::Warranty,
+        warranty::Coverage::Contract => Coverage::Contract,
+        warranty::Coverage::Billable => Coverage::Billable,
     }
 }

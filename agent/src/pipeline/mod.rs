@@ -6,6 +6,9 @@
 //! every device's record in memory, written through to the store in each batch.
 
 pub mod builder;
+mod schedule;
+
+pub use schedule::CompleteError;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -17,13 +20,16 @@ use crate::alarms::{AlarmSettings, DEVICE_OFFLINE, FaultMeta, Observation, Trans
 use crate::config::Config;
 use crate::ingest::event_time::event_time_ms;
 use crate::ingest::topic::TopicTemplate;
+use crate::maintenance::Span;
 use crate::maintenance::calendar::{BusinessCalendar, CalendarRules};
+use crate::maintenance::inspection::{Plan, Scheduling};
 use crate::maintenance::sla::{LevelTargets, SlaTable, Target};
 use crate::maintenance::warranty::WarrantyTerms;
 use crate::plugins::bindings::{Condition, Device, EvalError, Message, MessageKind, Outcome};
 use crate::plugins::{CallError, Limits, PluginSet};
 use crate::store::{
-    Batch, DeviceRecord, OutboxEntry, Store, StoreError, TicketRef, TicketSubject, digest,
+    ArchiveEntry, ArchiveEvent, Batch, DeviceRecord, OutboxEntry, Store, StoreError, TicketRef,
+    TicketSubject, digest,
 };
 
 use builder::{DeviceFacts, FaultFacts, SiteFacts};
@@ -162,6 +168,9 @@ struct DeviceCtx {
     settings: AlarmSettings,
     /// Codes of its plugin that interrupt service (shared by the devices of a type).
     interrupting: Arc<HashSet<String>>,
+    /// Its inspection plans: the plugin's, with config overrides, disabled ones and
+    /// ones for other settings left out.
+    plans: Vec<Plan>,
 }
 
 impl DeviceCtx {
@@ -191,6 +200,10 @@ pub struct Pipeline {
     /// period, so a misbehaving device cannot flood the log.
     log_gate: LogGate,
     counters: Counters,
+    /// How long before its due date an inspection ticket opens.
+    lead: Span,
+    /// Device ids in inventory order (for the archive).
+    inventory_order: Vec<String>,
 }
 
 /// Builds the site calendar and SLA table from config.
@@ -289,6 +302,7 @@ impl Pipeline {
                 warranty,
                 settings,
                 interrupting: interrupting.clone(),
+                plans: schedule::plans(config, d, &desc.inspections),
             };
             devices.insert(d.id.clone(), ctx);
         }
@@ -317,9 +331,12 @@ impl Pipeline {
             deadline_of: HashMap::new(),
             log_gate: LogGate::default(),
             counters: Counters::default(),
+            lead: config.inspections.lead_time,
+            inventory_order: config.inventory.devices.iter().map(|d| d.id.clone()).collect(),
         };
         let ids: Vec<String> = p.devices.keys().cloned().collect();
         for id in ids {
+            p.start_schedules(&id, start_ms);
             p.reschedule(&id);
         }
         Ok(p)
@@ -402,7 +419,8 @@ impl Pipeline {
         self.finish(batch)
     }
 
-    /// The central service closed a ticket: ends the episode and forgets the ticket.
+    /// The central service closed a ticket: ends the fault episode, or completes the
+    /// inspection (its schedule restarts from `closed_ms`), and forgets the ticket.
     /// `None` when the pipeline no longer holds that ticket (a repeated report).
     pub fn ticket_closed(
         &mut self,
@@ -410,21 +428,36 @@ impl Pipeline {
         device: &str,
         subject: &TicketSubject,
         closed_ms: i64,
+        resolution: Option<&str>,
     ) -> Result<Option<Vec<OutboxEntry>>, StoreError> {
-        let TicketSubject::Fault { code, episode } = subject else {
-            // Inspections: the scheduler (not built yet) restarts the plan from here.
-            let mut batch = Batch::default();
-            batch.tickets.push((ticket_id.to_owned(), None));
-            return self.finish(batch).map(Some);
-        };
-        let Some(rec) = self.records.get_mut(device) else { return Ok(None) };
-        if rec.open_tickets.get(code).is_none_or(|(id, _)| id != ticket_id) {
-            return Ok(None);
-        }
-        rec.open_tickets.remove(code);
-        rec.alarms.ticket_closed(code, *episode, closed_ms);
-        self.dirty_records.insert(device.to_owned());
         let mut batch = Batch::default();
+        let closed = ArchiveEntry {
+            at_ms: closed_ms,
+            event: ArchiveEvent::TicketClosed {
+                ticket_id: ticket_id.to_owned(),
+                resolution: resolution.map(str::to_owned),
+            },
+        };
+        match subject {
+            TicketSubject::Fault { code, episode } => {
+                let Some(rec) = self.records.get_mut(device) else { return Ok(None) };
+                if rec.open_tickets.get(code).is_none_or(|(id, _)| id != ticket_id) {
+                    return Ok(None);
+                }
+                rec.open_tickets.remove(code);
+                rec.alarms.ticket_closed(code, *episode, closed_ms);
+                self.dirty_records.insert(device.to_owned());
+                batch.archive.push((device.to_owned(), closed));
+                self.track_downtime(device, closed_ms, &mut batch);
+            }
+            TicketSubject::Inspection { plan } => {
+                batch.archive.push((device.to_owned(), closed));
+                self.complete(device, plan, closed_ms, Some(ticket_id), None, &mut batch);
+            }
+            TicketSubject::InspectionOverdue { .. } => {
+                batch.archive.push((device.to_owned(), closed));
+            }
+        }
         batch.tickets.push((ticket_id.to_owned(), None));
         self.reschedule(device);
         self.finish(batch).map(Some)
@@ -561,6 +594,9 @@ impl Pipeline {
                 },
             }
         }
+        // Meters may have advanced: a usage trigger may fire.
+        self.inspect(id, now, batch);
+        self.reschedule(id);
     }
 
     /// Judges a device's messages with its plugin: one call for all of them, the
@@ -645,19 +681,27 @@ impl Pipeline {
         self.emit(id, transitions, conditions, batch);
     }
 
+    /// Fires the timers due at `now`: alarm holds, escalations and offline, and
+    /// inspection schedules. Each due device is handled once per call.
     fn fire_timers(&mut self, now: i64, batch: &mut Batch) {
+        let mut due = Vec::new();
         while let Some((deadline, id)) = self.deadlines.first().cloned() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop_first();
             self.deadline_of.remove(&id);
+            due.push(id);
+        }
+        for id in due {
             let (Some(ctx), Some(rec)) = (self.devices.get(&id), self.records.get_mut(&id)) else {
                 continue;
             };
             let transitions = rec.alarms.advance(now, &ctx.meta(), &ctx.settings);
             self.dirty_records.insert(id.clone());
             self.emit(&id, transitions, &[], batch);
+            self.inspect(&id, now, batch);
+            self.reschedule(&id);
         }
     }
 
@@ -681,9 +725,17 @@ impl Pipeline {
                 (None, _) => (code, "main_unit"),
             };
             let condition = conditions.iter().find(|c| c.code == code && c.active);
-            let facts = DeviceFacts { inventory: &ctx.inventory, warranty: &ctx.warranty };
+            let downtime =
+                self.records.get(id).map(|r| r.downtime_until(t.at())).unwrap_or_default();
+            let facts = DeviceFacts {
+                inventory: &ctx.inventory,
+                warranty: &ctx.warranty,
+                downtime: &downtime,
+                next_inspection: self.next_inspection(id),
+            };
             let entry =
                 builder::build(&self.site, &facts, &FaultFacts { title, component }, t, condition);
+            batch.archive.push((id.to_owned(), schedule::archive_fault(t, &entry)));
             if let Transition::Opened { episode, .. } = t {
                 let ticket_id = builder::episode_ticket_id(&self.site.site, id, code, *episode);
                 batch.tickets.push((
@@ -700,6 +752,9 @@ impl Pipeline {
             }
             batch.outbox.push(entry);
         }
+        if let Some(last) = transitions.last() {
+            self.track_downtime(id, last.at(), batch);
+        }
         self.reschedule(id);
     }
 
@@ -708,7 +763,15 @@ impl Pipeline {
             self.deadlines.remove(&(old, id.to_owned()));
         }
         let (Some(rec), Some(ctx)) = (self.records.get(id), self.devices.get(id)) else { return };
-        if let Some(d) = rec.alarms.next_deadline(&ctx.settings) {
+        let s = Scheduling { calendar: &self.site.calendar, lead: self.lead };
+        let inspections =
+            ctx.plans.iter().filter_map(|p| s.next_wake(p, rec.inspections.get(&p.id)?)).min();
+        let alarms = rec.alarms.next_deadline(&ctx.settings);
+        let next = match (alarms, inspections) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = next {
             self.deadlines.insert((d, id.to_owned()));
             self.deadline_of.insert(id.to_owned(), d);
         }

@@ -7,6 +7,8 @@
 //!   in the order they must be sent).
 //! - `dead`: sequence -> [`DeadLetter`] (requests the central service refused for good).
 //! - `tickets`: ticket id -> [`TicketRef`] (tickets the agent holds open, for the sync).
+//! - `archive`: device id, 0, big-endian sequence -> [`ArchiveEntry`] (the device
+//!   archive, oldest first per device).
 //!
 //! [`Store::commit`] writes a [`Batch`] to all trees in one transaction: plugin state,
 //! alarm state and the outbox never diverge. Durability comes from [`Store::flush`],
@@ -22,7 +24,10 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::alarms::DeviceAlarms;
-use crate::tickets::model::{NewTicket, TicketEvent};
+use crate::maintenance::inspection::PlanState;
+use crate::tickets::model::{CloseRequest, NewTicket, TicketEvent};
+
+pub use archive::{ArchiveEntry, ArchiveEvent};
 
 /// How many recent (ts, payload digest) pairs a device remembers to recognise a
 /// redelivered message.
@@ -68,6 +73,16 @@ pub struct DeviceRecord {
     /// Open tickets of this device by fault code: (ticket id, episode).
     #[serde(default)]
     pub open_tickets: BTreeMap<String, (String, u32)>,
+    /// Inspection schedules by plan id.
+    #[serde(default)]
+    pub inspections: BTreeMap<String, PlanState>,
+    /// Out of service (a level-1 fault active) since then, with the fault code.
+    #[serde(default)]
+    pub down_since: Option<(i64, String)>,
+    /// Past level-1 periods (start, end) in ms, oldest first: the warranty's downtime
+    /// extension.
+    #[serde(default)]
+    pub downtime: Vec<(i64, i64)>,
 }
 
 impl DeviceRecord {
@@ -78,7 +93,19 @@ impl DeviceRecord {
             meters: BTreeMap::new(),
             recent: VecDeque::new(),
             open_tickets: BTreeMap::new(),
+            inspections: BTreeMap::new(),
+            down_since: None,
+            downtime: Vec::new(),
         }
+    }
+
+    /// Level-1 periods up to `at`: the past ones and the current one, if any.
+    pub fn downtime_until(&self, at: i64) -> Vec<(i64, i64)> {
+        let mut out = self.downtime.clone();
+        if let Some((since, _)) = &self.down_since {
+            out.push((*since, at.max(*since)));
+        }
+        out
     }
 
     /// True if this (ts, digest) was processed already; otherwise remembers it.
@@ -110,6 +137,14 @@ pub enum Request {
         /// The event.
         event: TicketEvent,
     },
+    /// `POST /api/v1/tickets/{ticket_id}/close`: work recorded at the site (an
+    /// inspection completed with `tend inspection complete`).
+    Close {
+        /// The ticket.
+        ticket_id: String,
+        /// Resolution and time.
+        close: CloseRequest,
+    },
 }
 
 /// A request waiting in the outbox, with the idempotency key it was born with.
@@ -127,6 +162,7 @@ impl OutboxEntry {
         match &self.request {
             Request::Open { .. } => "/api/v1/tickets".to_owned(),
             Request::Event { ticket_id, .. } => format!("/api/v1/tickets/{ticket_id}/events"),
+            Request::Close { ticket_id, .. } => format!("/api/v1/tickets/{ticket_id}/close"),
         }
     }
 
@@ -135,6 +171,7 @@ impl OutboxEntry {
         let v = match &self.request {
             Request::Open { ticket } => serde_json::to_value(ticket),
             Request::Event { event, .. } => serde_json::to_value(event),
+            Request::Close { close, .. } => serde_json::to_value(close),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -143,7 +180,7 @@ impl OutboxEntry {
     pub fn ticket_id(&self) -> &str {
         match &self.request {
             Request::Open { ticket } => &ticket.ticket_id,
-            Request::Event { ticket_id, .. } => ticket_id,
+            Request::Event { ticket_id, .. } | Request::Close { ticket_id, .. } => ticket_id,
         }
     }
 }
@@ -175,6 +212,11 @@ pub enum TicketSubject {
         /// Plan id.
         plan: String,
     },
+    /// The level-3 report of an overdue inspection.
+    InspectionOverdue {
+        /// Plan id.
+        plan: String,
+    },
 }
 
 /// A ticket the agent holds open.
@@ -200,6 +242,8 @@ pub struct Batch {
     pub outbox: Vec<OutboxEntry>,
     /// Tickets opened (inserted) or ended (`None`: removed).
     pub tickets: Vec<(String, Option<TicketRef>)>,
+    /// Archive entries by device, in order.
+    pub archive: Vec<(String, ArchiveEntry)>,
 }
 
 impl Batch {
@@ -209,6 +253,7 @@ impl Batch {
             && self.plugin_states.is_empty()
             && self.outbox.is_empty()
             && self.tickets.is_empty()
+            && self.archive.is_empty()
     }
 }
 
@@ -222,6 +267,16 @@ pub struct Store {
     outbox: sled::Tree,
     dead: sled::Tree,
     tickets: sled::Tree,
+    archive: sled::Tree,
+}
+
+/// Archive key: device id, a 0 byte, big-endian sequence (device ids have no 0 byte).
+fn archive_key(device: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(device.len() + 9);
+    k.extend_from_slice(device.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 impl Store {
@@ -243,6 +298,7 @@ impl Store {
             outbox: tree("outbox")?,
             dead: tree("dead")?,
             tickets: tree("tickets")?,
+            archive: tree("archive")?,
             db,
             dir: name,
         })
@@ -312,26 +368,35 @@ impl Store {
             };
             tickets.push((id.as_bytes(), bytes));
         }
-        let result = (&self.devices, &self.plugin_state, &self.outbox, &self.tickets).transaction(
-            |(d, s, o, t)| {
-                for (k, v) in &devices {
-                    d.insert(*k, v.as_slice())?;
-                }
-                for (k, v) in &batch.plugin_states {
-                    s.insert(k.as_bytes(), v.as_slice())?;
-                }
-                for (k, v) in &outbox {
-                    o.insert(k, v.as_slice())?;
-                }
-                for (k, v) in &tickets {
-                    match v {
-                        Some(v) => t.insert(*k, v.as_slice())?,
-                        None => t.remove(*k)?,
-                    };
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            },
-        );
+        let mut archive = Vec::with_capacity(batch.archive.len());
+        for (device, entry) in &batch.archive {
+            let seq = self.db.generate_id().map_err(|e| self.sled_err(e))?;
+            let bytes = serde_json::to_vec(entry)
+                .map_err(|e| self.corrupt("archive", device.as_bytes(), e))?;
+            archive.push((archive_key(device, seq), bytes));
+        }
+        let trees = (&self.devices, &self.plugin_state, &self.outbox, &self.tickets, &self.archive);
+        let result = trees.transaction(|(d, s, o, t, a)| {
+            for (k, v) in &devices {
+                d.insert(*k, v.as_slice())?;
+            }
+            for (k, v) in &batch.plugin_states {
+                s.insert(k.as_bytes(), v.as_slice())?;
+            }
+            for (k, v) in &outbox {
+                o.insert(k, v.as_slice())?;
+            }
+            for (k, v) in &tickets {
+                match v {
+                    Some(v) => t.insert(*k, v.as_slice())?,
+                    None => t.remove(*k)?,
+                };
+            }
+            for (k, v) in &archive {
+                a.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Storage(e)) => Err(self.sled_err(e)),
@@ -428,6 +493,18 @@ impl Store {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
             let t = serde_json::from_slice(&v).map_err(|e| self.corrupt("tickets", &k, e))?;
             out.insert(String::from_utf8_lossy(&k).into_owned(), t);
+        }
+        Ok(out)
+    }
+
+    /// A device's archive, oldest first.
+    pub fn archive(&self, device: &str) -> Result<Vec<ArchiveEntry>, StoreError> {
+        let mut prefix = device.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.archive.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            out.push(serde_json::from_slice(&v).map_err(|e| self.corrupt("archive", &k, e))?);
         }
         Ok(out)
     }

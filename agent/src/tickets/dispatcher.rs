@@ -285,6 +285,12 @@ impl Dispatcher {
             Request::Event { ticket_id, event } => {
                 self.client.event(ticket_id, event, &entry.key).await
             }
+            // Closing is idempotent at the service (a second close changes nothing).
+            Request::Close { ticket_id, close } => self
+                .client
+                .close(ticket_id, close)
+                .await
+                .map(|s| Created { ticket_id: s.ticket_id, number: s.number }),
         }
     }
 
@@ -332,6 +338,9 @@ impl Dispatcher {
                     .unwrap_or_default();
                 let key = &entry.key;
                 tracing::info!(%ticket_id, %number, event = %kind, %key, "ticket event delivered");
+            }
+            Request::Close { .. } => {
+                tracing::info!(%ticket_id, %number, "ticket closed at the central service for work recorded on site");
             }
         }
         Flow::Next

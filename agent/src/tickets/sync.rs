@@ -48,6 +48,8 @@ pub struct TicketClosed {
     /// When it was closed, as staff stated it (the service's clock when it did not
     /// say).
     pub closed_at: jiff::Timestamp,
+    /// What staff wrote on closing.
+    pub resolution: Option<String>,
 }
 
 /// How the sync paces itself.
@@ -227,6 +229,7 @@ impl TicketSync {
                 device: held.device,
                 subject: held.subject,
                 closed_at,
+                resolution: status.resolution.clone(),
             };
             let sent = tokio::select! {
                 biased;
@@ -302,6 +305,7 @@ mod tests {
             device: "swh-01".into(),
             subject: TicketSubject::Fault { code: "tank_leak".into(), episode: 1 },
             closed_at: closed_at.timestamp(),
+            resolution: Some("gasket replaced".into()),
         };
         assert_eq!(got, Some(expected));
 
