@@ -1,5 +1,7 @@
 //! The local status API (`[api]`): `GET /health`, `GET /status` (JSON) and
-//! `GET /metrics` (Prometheus text). Read-only; binds to loopback by default.
+//! `GET /metrics` (Prometheus text); for site staff's commands (`crate::local`),
+//! `GET /archive[?device=ID]` and `POST /inspections/complete`. Binds to loopback
+//! by default: whoever can reach it is on the agent's machine.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +20,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::ingest::MqttMonitor;
+use crate::local::{Completion, LocalCommand};
 use crate::pipeline::{Counters, PluginReport};
 use crate::store::{DeadLetter, Store};
 use crate::tickets::DispatcherStatus;
@@ -46,6 +49,8 @@ pub struct Sources {
     pub dispatcher: DispatcherStatus,
     /// The store (outbox length, dead letters, open tickets).
     pub store: Store,
+    /// The pipeline thread's command queue (archive, local completions).
+    pub commands: Option<tokio::sync::mpsc::Sender<LocalCommand>>,
 }
 
 /// The `/status` body.
@@ -108,6 +113,8 @@ pub fn router(sources: Sources) -> Router {
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/archive", get(archive))
+        .route("/inspections/complete", post(complete))
         .with_state(sources)
 }
 
@@ -124,6 +131,51 @@ async fn health(State(s): State<Sources>) -> impl IntoResponse {
     let st = s.status();
     let code = if st.health == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, axum::Json(serde_json::json!({ "health": st.health, "mqtt_ready": st.mqtt_ready })))
+}
+
+fn error(code: StatusCode, message: impl std::fmt::Display) -> axum::response::Response {
+    (code, axum::Json(serde_json::json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Sends a command to the pipeline thread and waits for its answer.
+async fn ask<T>(
+    s: &Sources,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> LocalCommand,
+) -> Result<T, axum::response::Response> {
+    let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is not running");
+    let Some(commands) = &s.commands else { return Err(unavailable()) };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    commands.send(make(tx)).await.map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+#[derive(serde::Deserialize)]
+struct ArchiveQuery {
+    device: Option<String>,
+}
+
+async fn archive(
+    State(s): State<Sources>,
+    axum::extract::Query(q): axum::extract::Query<ArchiveQuery>,
+) -> axum::response::Response {
+    match ask(&s, |reply| LocalCommand::Archive { device: q.device, reply }).await {
+        Ok(Ok(a)) => axum::Json(a).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(r) => r,
+    }
+}
+
+async fn complete(State(s): State<Sources>, body: axum::body::Bytes) -> axum::response::Response {
+    let completion: Completion = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid completion: {e}")),
+    };
+    match ask(&s, |reply| LocalCommand::Complete { completion, reply }).await {
+        Ok(Ok(queued)) => axum::Json(serde_json::json!({ "queued": queued })).into_response(),
+        Ok(Err(e)) if e.bad_request => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(r) => r,
+    }
 }
 
 async fn status(State(s): State<Sources>) -> impl IntoResponse {

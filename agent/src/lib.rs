@@ -1,7 +1,8 @@
 //! tend: the on-site agent that keeps building equipment serviced.
 //!
 //! # Layout
-//! - [`api`]: the local status API (`/health`, `/status`, `/metrics`).
+//! - [`api`]: the local status API (`/health`, `/status`, `/metrics`, and `/archive`,
+//!   `/inspections/complete` for site staff's commands).
 //! - [`app`]: glue for the commands (plugins from config, replay, check).
 //! - [`config`]: raw TOML -> validated config, environment overrides, site inventory.
 //! - [`pipeline`]: message -> plugin -> alarms -> ticket builder -> one store batch.
@@ -10,9 +11,12 @@
 //! - [`alarms`]: the pure alarm state machine (episodes, clear hold, escalation,
 //!   recurrence, offline), in event time.
 //! - [`maintenance`]: pure maintenance domain: business calendar and SLA due times,
-//!   warranty and coverage.
+//!   inspection schedules, warranty, coverage and the downtime extension.
+//! - [`local`]: site staff's commands (`tend device`, `tend inspection complete`):
+//!   through the running agent's API, or on the store when it is stopped.
 //! - [`ingest`]: MQTT topic templates and payload event time.
-//! - [`store`]: sled trees and the one-transaction batch commit (all sled calls).
+//! - [`store`]: sled trees and the one-transaction batch commit (all sled calls),
+//!   and the device archive.
 //! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
 //! - [`central`]: the reference central ticket service (`tend central`).
 //! - [`run`]: `tend run`, the live agent: broker, MQTT ingest, the pipeline thread
@@ -25,6 +29,7 @@ pub mod app;
 pub mod central;
 pub mod config;
 pub mod ingest;
+pub mod local;
 pub mod maintenance;
 pub mod pipeline;
 pub mod plugins;

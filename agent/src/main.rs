@@ -61,6 +61,62 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// The device archive: inventory and everything that happened to each device.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Preventive inspections recorded on site.
+    Inspection {
+        #[command(subcommand)]
+        command: InspectionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Every device with its status, next inspection, warranty and downtime.
+    List {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the archive as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One device's file: facts, meters, warranty, inspections, open faults, history.
+    Show {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Device id.
+        id: String,
+        /// Print as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum InspectionCommand {
+    /// Record an inspection done on site: closes its ticket at the central service and
+    /// restarts the plan's schedule from the completion time.
+    Complete {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Device id.
+        device: String,
+        /// Inspection plan id (see `tend device show`).
+        plan: String,
+        /// When it was done (RFC 3339 with offset, or a local `YYYY-MM-DD[THH:MM]` in
+        /// the site's time zone); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// A note for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +176,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin_command(command),
+        Command::Device { command } => device_command(command),
+        Command::Inspection {
+            command: InspectionCommand::Complete { config, device, plan, at, note },
+        } => {
+            let config = tend::config::Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let at_ms = match at {
+                Some(text) => parse_when(&text, &config.inventory.timezone)?,
+                None => jiff::Timestamp::now().as_millisecond(),
+            };
+            let completion = tend::local::Completion { device, plan, at_ms, note };
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let line = rt.block_on(tend::local::complete(&config, completion))?;
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay { config, trace } => {
             let config = tend::config::Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             let stdout = std::io::stdout();
@@ -169,6 +240,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A time given on the command line: RFC 3339 with an offset, or a local date or
+/// date-time in the site's zone.
+fn parse_when(text: &str, tz: &jiff::tz::TimeZone) -> anyhow::Result<i64> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    let local = text
+        .parse::<jiff::civil::DateTime>()
+        .or_else(|_| {
+            text.parse::<jiff::civil::Date>().map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .with_context(|| {
+            format!("--at {text:?}: write 2026-11-24T15:30+08:00, 2026-11-24T15:30 or 2026-11-24")
+        })?;
+    let t = tz.to_timestamp(local).with_context(|| format!("--at {text:?} is out of range"))?;
+    Ok(t.as_millisecond())
+}
+
+fn device_command(command: DeviceCommand) -> anyhow::Result<ExitCode> {
+    let (config, id, json) = match command {
+        DeviceCommand::List { config, json } => (config, None, json),
+        DeviceCommand::Show { config, id, json } => (config, Some(id), json),
+    };
+    let config = tend::config::Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let archive = rt.block_on(tend::local::archive(&config, id.as_deref()))?;
+    let text = match (&id, json) {
+        (None, true) => serde_json::to_string_pretty(&archive)?,
+        (Some(_), true) => serde_json::to_string_pretty(&archive.devices.first())?,
+        (None, false) => tend::local::text::list(&archive),
+        (Some(id), false) => {
+            let d = archive
+                .devices
+                .iter()
+                .find(|d| &d.device.id == id)
+                .with_context(|| format!("device `{id}` not found"))?;
+            tend::local::text::show(&archive, d)
+        }
+    };
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on SIGINT or SIGTERM.

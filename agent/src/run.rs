@@ -32,6 +32,7 @@ use crate::app::load_plugins;
 use crate::config::Config;
 use crate::ingest::broker::start_embedded;
 use crate::ingest::mqtt::{self, Delivery, MqttSettings};
+use crate::local::LocalCommand;
 use crate::pipeline::{Incoming, Pipeline};
 use crate::store::{OutboxEntry, Store};
 use crate::tickets::backoff::Backoff;
@@ -47,6 +48,8 @@ const STATS_EVERY: Duration = Duration::from_secs(60);
 const MQTT_READY_WAIT: Duration = Duration::from_secs(10);
 /// Closed tickets buffered between the sync and the pipeline thread.
 const CLOSED_CHANNEL: usize = 64;
+/// Site staff's commands waiting for the pipeline thread.
+const COMMAND_CHANNEL: usize = 16;
 
 /// The wall clock, ms since the Unix epoch.
 fn wall_ms() -> i64 {
@@ -77,6 +80,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<Ready>>();
     let (deliveries_tx, deliveries_rx) = oneshot::channel::<mpsc::Receiver<Delivery>>();
     let (closed_tx, closed_rx) = mpsc::channel::<TicketClosed>(CLOSED_CHANNEL);
+    let (commands_tx, commands_rx) = mpsc::channel::<LocalCommand>(COMMAND_CHANNEL);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Dispatcher and sync stop after the pipeline's last batch is committed.
     let (stop_tasks_tx, stop_tasks_rx) = watch::channel(false);
@@ -107,6 +111,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     pipeline,
                     deliveries,
                     closed: closed_rx,
+                    commands: commands_rx,
                     stop,
                     notify,
                     snapshot,
@@ -179,6 +184,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             mqtt: ingest.monitor(),
             dispatcher: dispatcher_status.clone(),
             store: ready.store.clone(),
+            commands: Some(commands_tx.clone()),
         };
         let listen = listener.local_addr().unwrap_or(listen);
         tracing::info!(%listen, "status API: /health /status /metrics");
@@ -311,6 +317,7 @@ struct Worker {
     pipeline: Pipeline,
     deliveries: mpsc::Receiver<Delivery>,
     closed: mpsc::Receiver<TicketClosed>,
+    commands: mpsc::Receiver<LocalCommand>,
     stop: watch::Receiver<bool>,
     notify: Arc<Notify>,
     /// Counters and plugin health for the log line and the status API.
@@ -339,6 +346,10 @@ impl Worker {
                     Some(c) => self.closed(c)?,
                     None => closed_open = false,
                 },
+                Some(command) = self.commands.recv() => {
+                    let entries = crate::local::apply(&mut self.pipeline, command, wall_ms());
+                    self.flushed(&entries)?;
+                }
                 _ = tick.tick() => {
                     let entries = self.pipeline.advance(wall_ms()).context("firing timers")?;
                     self.flushed(&entries)?;

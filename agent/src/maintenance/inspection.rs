@@ -204,9 +204,10 @@ impl Scheduling<'_> {
         let tz = self.calendar.time_zone();
         let local = at.to_zoned_datetime(tz.clone());
         let span = match self.lead {
-            Span::Days(d) => jiff::Span::new().days(i64::from(d)),
-            Span::Months(m) => jiff::Span::new().months(i64::from(m)),
-        };
+            Span::Days(d) => jiff::Span::new().try_days(i64::from(d)),
+            Span::Months(m) => jiff::Span::new().try_months(i64::from(m)),
+        }
+        .map_err(range)?;
         Ok(local.checked_add(span).map_err(range)?.timestamp().as_millisecond())
     }
 

@@ -67,8 +67,8 @@ impl Span {
     /// Adds this span to a civil date (month ends clamp: 01-31 + 1m = 02-28).
     pub fn after(self, date: jiff::civil::Date) -> Result<jiff::civil::Date, jiff::Error> {
         match self {
-            Span::Days(d) => date.checked_add(jiff::Span::new().days(i64::from(d))),
-            Span::Months(m) => date.checked_add(jiff::Span::new().months(i64::from(m))),
+            Span::Days(d) => date.checked_add(jiff::Span::new().try_days(i64::from(d))?),
+            Span::Months(m) => date.checked_add(jiff::Span::new().try_months(i64::from(m))?),
         }
     }
 }
@@ -77,8 +77,8 @@ impl Span {
     /// Subtracts this span from a civil date (month ends clamp like [`Span::after`]).
     pub fn before(self, date: jiff::civil::Date) -> Result<jiff::civil::Date, jiff::Error> {
         match self {
-            Span::Days(d) => date.checked_sub(jiff::Span::new().days(i64::from(d))),
-            Span::Months(m) => date.checked_sub(jiff::Span::new().months(i64::from(m))),
+            Span::Days(d) => date.checked_sub(jiff::Span::new().try_days(i64::from(d))?),
+            Span::Months(m) => date.checked_sub(jiff::Span::new().try_months(i64::from(m))?),
         }
     }
 }
@@ -103,5 +103,12 @@ mod tests {
         let d = jiff::civil::date(2026, 3, 31);
         assert_eq!(Span::Months(6).after(d).ok(), Some(jiff::civil::date(2026, 9, 30)));
         assert_eq!(Span::Days(1).after(d).ok(), Some(jiff::civil::date(2026, 4, 1)));
+    }
+
+    #[test]
+    fn a_span_past_jiffs_range_is_an_error_not_a_panic() {
+        let d = jiff::civil::date(2026, 3, 31);
+        assert!(Span::Days(u32::MAX).after(d).is_err());
+        assert!(Span::Months(u32::MAX).before(d).is_err());
     }
 }
