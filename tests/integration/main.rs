@@ -9,3 +9,4 @@ mod live;
 mod pipeline;
 mod plugins;
 mod replay;
+mod year;

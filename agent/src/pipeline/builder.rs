@@ -351,10 +351,19 @@ pub fn inspection_overdue(
         onsite_by: Some(WireTime::from_timestamp(d.onsite_by, tz.to_offset(d.onsite_by))),
         resolve_by: Some(WireTime::from_timestamp(d.resolve_by, tz.to_offset(d.resolve_by))),
     });
-    let component = warranty::MAIN_UNIT;
+    // The device as a whole: under warranty while any of its components is (the
+    // visit is owed free then), else under its contract, else billable.
+    let date = site.calendar.local_date(at);
+    let components: Vec<&str> = device.warranty.components().map(|(c, _)| c).collect();
+    let component = components
+        .iter()
+        .copied()
+        .chain([warranty::ALL])
+        .max_by_key(|c| device.warranty.end_for(c, inv.commissioned, device.downtime_days(c, tz)))
+        .unwrap_or(warranty::MAIN_UNIT);
     let downtime = device.downtime_days(component, tz);
     let coverage = warranty::coverage(
-        site.calendar.local_date(at),
+        date,
         inv.commissioned,
         component,
         device.warranty,

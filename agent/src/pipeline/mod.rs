@@ -448,7 +448,7 @@ impl Pipeline {
                 rec.alarms.ticket_closed(code, *episode, closed_ms);
                 self.dirty_records.insert(device.to_owned());
                 batch.archive.push((device.to_owned(), closed));
-                self.track_downtime(device, closed_ms, &mut batch);
+                schedule::track_downtime(rec, device, &[], Some((code, closed_ms)), &mut batch);
             }
             TicketSubject::Inspection { plan } => {
                 batch.archive.push((device.to_owned(), closed));
@@ -725,8 +725,15 @@ impl Pipeline {
                 (None, _) => (code, "main_unit"),
             };
             let condition = conditions.iter().find(|c| c.code == code && c.active);
-            let downtime =
-                self.records.get(id).map(|r| r.downtime_until(t.at())).unwrap_or_default();
+            // Downtime as of this transition (an earlier one of the batch may end or
+            // start a level-1 period).
+            let downtime = match self.records.get_mut(id) {
+                Some(rec) => {
+                    schedule::track_downtime(rec, id, std::slice::from_ref(t), None, batch);
+                    rec.downtime_until(t.at())
+                }
+                None => Vec::new(),
+            };
             let facts = DeviceFacts {
                 inventory: &ctx.inventory,
                 warranty: &ctx.warranty,
@@ -751,9 +758,6 @@ impl Pipeline {
                 }
             }
             batch.outbox.push(entry);
-        }
-        if let Some(last) = transitions.last() {
-            self.track_downtime(id, last.at(), batch);
         }
         self.reschedule(id);
     }

@@ -15,7 +15,8 @@ use crate::store::archive::{
     WarrantyLine,
 };
 use crate::store::{
-    ArchiveEntry, ArchiveEvent, Batch, OutboxEntry, Request, StoreError, TicketRef, TicketSubject,
+    ArchiveEntry, ArchiveEvent, Batch, DeviceRecord, OutboxEntry, Request, StoreError, TicketRef,
+    TicketSubject,
 };
 
 use super::Pipeline;
@@ -359,31 +360,6 @@ impl Pipeline {
         Ok(self.finish(batch)?)
     }
 
-    /// Follows whether the device is out of service (a level-1 fault active or
-    /// clearing) and records the periods: the warranty's downtime extension.
-    pub(super) fn track_downtime(&mut self, id: &str, at: i64, batch: &mut Batch) {
-        let Some(rec) = self.records.get_mut(id) else { return };
-        let down = rec
-            .alarms
-            .open_episodes()
-            .find(|(_, e)| e.severity() == 1 && !matches!(e.phase(), Phase::Recovered { .. }));
-        match (down, rec.down_since.take()) {
-            (Some((code, _)), None) => {
-                rec.down_since = Some((at, code.to_owned()));
-                let event = ArchiveEvent::DowntimeStarted { code: code.to_owned() };
-                batch.archive.push((id.to_owned(), ArchiveEntry { at_ms: at, event }));
-            }
-            (None, Some((since, _))) => {
-                let end = at.max(since);
-                rec.downtime.push((since, end));
-                let event = ArchiveEvent::DowntimeEnded { duration_ms: end - since };
-                batch.archive.push((id.to_owned(), ArchiveEntry { at_ms: end, event }));
-            }
-            (_, still) => rec.down_since = still,
-        }
-        self.dirty_records.insert(id.to_owned());
-    }
-
     /// The device's next planned inspection (ms), for level-4 SLA targets.
     pub(super) fn next_inspection(&self, id: &str) -> Option<i64> {
         let (ctx, rec) = (self.devices.get(id)?, self.records.get(id)?);
@@ -503,5 +479,59 @@ impl Pipeline {
             generated_ms: now_ms,
             devices,
         })
+    }
+}
+
+/// Follows whether the device is out of service (a level-1 fault active or
+/// clearing), transition by transition, and records the periods: the warranty's
+/// downtime extension. `closed`: a fault ticket closed at that time.
+pub(super) fn track_downtime(
+    rec: &mut DeviceRecord,
+    id: &str,
+    transitions: &[Transition],
+    closed: Option<(&str, i64)>,
+    batch: &mut Batch,
+) {
+    let critical =
+        |code: &str| rec.alarms.open_episodes().any(|(c, e)| c == code && e.severity() == 1);
+    let mut changes: Vec<(&str, bool, i64)> = Vec::new();
+    for t in transitions {
+        match t {
+            Transition::Opened { code, severity: 1, at, .. }
+            | Transition::Escalated { code, severity: 1, at, .. } => {
+                changes.push((code, true, *at))
+            }
+            Transition::Recurred { code, at, .. } if critical(code) => {
+                changes.push((code, true, *at))
+            }
+            Transition::Recovered { code, at, .. } => changes.push((code, false, *at)),
+            _ => {}
+        }
+    }
+    if let Some((code, at)) = closed {
+        changes.push((code, false, at));
+    }
+    for (code, down, at) in changes {
+        let was_down = !rec.down_codes.is_empty();
+        if down {
+            rec.down_codes.insert(code.to_owned());
+        } else {
+            rec.down_codes.remove(code);
+        }
+        match (was_down, rec.down_codes.is_empty()) {
+            (false, false) => {
+                rec.down_since = Some(at);
+                let event = ArchiveEvent::DowntimeStarted { code: code.to_owned() };
+                batch.archive.push((id.to_owned(), ArchiveEntry { at_ms: at, event }));
+            }
+            (true, true) => {
+                let since = rec.down_since.take().unwrap_or(at);
+                let end = at.max(since);
+                rec.downtime.push((since, end));
+                let event = ArchiveEvent::DowntimeEnded { duration_ms: end - since };
+                batch.archive.push((id.to_owned(), ArchiveEntry { at_ms: end, event }));
+            }
+            _ => {}
+        }
     }
 }

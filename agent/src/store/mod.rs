@@ -76,9 +76,12 @@ pub struct DeviceRecord {
     /// Inspection schedules by plan id.
     #[serde(default)]
     pub inspections: BTreeMap<String, PlanState>,
-    /// Out of service (a level-1 fault active) since then, with the fault code.
+    /// Out of service (a level-1 fault active or clearing) since then.
     #[serde(default)]
-    pub down_since: Option<(i64, String)>,
+    pub down_since: Option<i64>,
+    /// The level-1 faults keeping it out of service.
+    #[serde(default)]
+    pub down_codes: std::collections::BTreeSet<String>,
     /// Past level-1 periods (start, end) in ms, oldest first: the warranty's downtime
     /// extension.
     #[serde(default)]
@@ -95,6 +98,7 @@ impl DeviceRecord {
             open_tickets: BTreeMap::new(),
             inspections: BTreeMap::new(),
             down_since: None,
+            down_codes: std::collections::BTreeSet::new(),
             downtime: Vec::new(),
         }
     }
@@ -102,8 +106,8 @@ impl DeviceRecord {
     /// Level-1 periods up to `at`: the past ones and the current one, if any.
     pub fn downtime_until(&self, at: i64) -> Vec<(i64, i64)> {
         let mut out = self.downtime.clone();
-        if let Some((since, _)) = &self.down_since {
-            out.push((*since, at.max(*since)));
+        if let Some(since) = self.down_since {
+            out.push((since, at.max(since)));
         }
         out
     }
