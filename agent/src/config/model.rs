@@ -347,6 +347,8 @@ impl PlanOverride {
 /// `[inspections]`: preventive inspections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspections {
+    /// false: no inspection schedules at all.
+    pub enabled: bool,
     /// A ticket opens this long before an inspection is due.
     pub lead_time: Span,
     /// Overrides per equipment type, then plan id.

@@ -442,6 +442,9 @@ fn default_hours() -> HoursValue {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawInspections {
+    /// false: the agent schedules no inspections (the maintenance company's own
+    /// system does); fault tickets are unaffected.
+    pub enabled: bool,
     /// An inspection ticket opens this long before it is due.
     pub lead_time: Span,
     /// `[inspections.types.<type>.<plan>]`: plan overrides per equipment type.
@@ -452,7 +455,12 @@ pub(crate) struct RawInspections {
 
 impl Default for RawInspections {
     fn default() -> Self {
-        Self { lead_time: default_lead_time(), types: BTreeMap::new(), devices: BTreeMap::new() }
+        Self {
+            enabled: true,
+            lead_time: default_lead_time(),
+            types: BTreeMap::new(),
+            devices: BTreeMap::new(),
+        }
     }
 }
 

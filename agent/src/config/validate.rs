@@ -496,6 +496,7 @@ fn inspections(
     devices: Option<&[&str]>,
 ) -> Inspections {
     Inspections {
+        enabled: i.enabled,
         lead_time: i.lead_time,
         types: plans(r, "inspections.types", i.types, "device of type", types),
         devices: plans(r, "inspections.devices", i.devices, "device", devices),

@@ -47,6 +47,9 @@ pub enum CompleteError {
 /// then device); disabled plans and plans for a setting the device does not have
 /// are left out.
 pub(super) fn plans(config: &Config, d: &Device, declared: &[InspectionPlan]) -> Vec<Plan> {
+    if !config.inspections.enabled {
+        return Vec::new();
+    }
     declared
         .iter()
         .filter(|p| {
