@@ -106,3 +106,70 @@ fn a_poisonous_message_in_a_batch_costs_only_itself() {
     let rec = &p.store().devices().unwrap()["bad-1"];
     assert_eq!(rec.meters["messages"], 3.0);
 }
+
+/// The tamper fixture on `door-1`, moved by `shift_ms`.
+fn tamper_at(shift_ms: i64) -> Vec<Incoming> {
+    let text = std::fs::read_to_string(fixture("door-controller", "tamper")).unwrap();
+    text.lines()
+        .map(|line| {
+            let l: tend::trace::TraceLine = serde_json::from_str(line).unwrap();
+            let mut payload: serde_json::Value =
+                serde_json::from_slice(&l.payload_bytes()).unwrap();
+            let ts: jiff::Timestamp = payload["ts"].as_str().unwrap().parse().unwrap();
+            let moved = jiff::Timestamp::from_millisecond(ts.as_millisecond() + shift_ms).unwrap();
+            let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+            payload["ts"] =
+                serde_json::json!(moved.display_with_offset(tz.to_offset(moved)).to_string());
+            let bytes = serde_json::to_vec(&payload).unwrap();
+            Incoming { topic: l.topic, payload: bytes, arrival_ms: moved.as_millisecond() }
+        })
+        .collect()
+}
+
+#[test]
+fn the_fourth_repair_of_the_same_fault_in_warranty_recommends_replacement() {
+    let site = test_site_with(
+        "http://127.0.0.1:9",
+        "mqtt://127.0.0.1:1",
+        "[offline]\nafter = \"400d\"\n\n[inspections]\nenabled = false\n",
+        "",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    const DAY: i64 = 86_400_000;
+    let first = tamper_at(-200 * DAY);
+    let mut p = pipeline(&site, dir.path(), first[0].arrival_ms);
+    let mut opened = Vec::new();
+    for n in 0..4_i64 {
+        // The same fault, 50 days apart; staff close each ticket in between.
+        let msgs = tamper_at((n - 4) * 50 * DAY);
+        let end = msgs.last().unwrap().arrival_ms;
+        let out = p.process(msgs).unwrap();
+        let open: Vec<&OutboxEntry> =
+            out.iter().filter(|e| e.path() == "/api/v1/tickets").collect();
+        assert_eq!(open.len(), 1, "{out:#?}");
+        let body = open[0].body();
+        let id = body["ticket_id"].as_str().unwrap().to_owned();
+        assert_eq!(id, format!("test-site.door-1.tamper.{}", n + 1));
+        let subject =
+            tend::store::TicketSubject::Fault { code: "tamper".into(), episode: n as u32 + 1 };
+        p.ticket_closed(&id, "door-1", &subject, end + DAY, Some("switch replaced"))
+            .unwrap()
+            .unwrap();
+        opened.push(body);
+    }
+    for (n, body) in opened.iter().enumerate() {
+        assert_eq!(body["occurrence"], n + 1);
+        assert_eq!(body["replacement_recommended"], n == 3, "{body:#}");
+    }
+    let reason = opened[3]["description"].as_str().unwrap();
+    assert!(reason.contains("repaired 3 times within warranty"), "{reason}");
+    assert!(!opened[2]["description"].as_str().unwrap().contains("repaired"));
+    // The archive holds the story: four openings, four closures with the resolution.
+    let archive = p.archive(Some("door-1"), opened.len() as i64).unwrap();
+    let history = &archive.devices[0].history;
+    let count = |kind: &str| {
+        history.iter().filter(|e| serde_json::to_value(e).unwrap()["event"] == kind).count()
+    };
+    assert_eq!((count("fault_opened"), count("ticket_closed")), (4, 4), "{history:#?}");
+}
