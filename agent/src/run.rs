@@ -36,6 +36,7 @@ use crate::local::LocalCommand;
 use crate::pipeline::{Incoming, Pipeline};
 use crate::store::{OutboxEntry, Store};
 use crate::tickets::backoff::Backoff;
+use crate::tickets::sync::TicketAcknowledged;
 use crate::tickets::{
     CentralClient, Dispatcher, DispatcherConfig, SyncConfig, TicketClosed, TicketSync,
 };
@@ -81,6 +82,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (deliveries_tx, deliveries_rx) = oneshot::channel::<mpsc::Receiver<Delivery>>();
     let (closed_tx, closed_rx) = mpsc::channel::<TicketClosed>(CLOSED_CHANNEL);
     let (commands_tx, commands_rx) = mpsc::channel::<LocalCommand>(COMMAND_CHANNEL);
+    let (acked_tx, acked_rx) = mpsc::channel::<TicketAcknowledged>(CLOSED_CHANNEL);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Dispatcher and sync stop after the pipeline's last batch is committed.
     let (stop_tasks_tx, stop_tasks_rx) = watch::channel(false);
@@ -112,6 +114,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     deliveries,
                     closed: closed_rx,
                     commands: commands_rx,
+                    acknowledged: acked_rx,
                     stop,
                     notify,
                     snapshot,
@@ -152,7 +155,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         client,
         closed_tx,
         SyncConfig { interval: to_std(c.sync_interval), ..SyncConfig::default() },
-    );
+    )
+    .with_acknowledged(acked_tx);
 
     let settings = MqttSettings::from_config(&config, ready.subscription.clone());
     let (ingest, deliveries) = mqtt::connect(settings)
@@ -318,6 +322,7 @@ struct Worker {
     deliveries: mpsc::Receiver<Delivery>,
     closed: mpsc::Receiver<TicketClosed>,
     commands: mpsc::Receiver<LocalCommand>,
+    acknowledged: mpsc::Receiver<TicketAcknowledged>,
     stop: watch::Receiver<bool>,
     notify: Arc<Notify>,
     /// Counters and plugin health for the log line and the status API.
@@ -346,6 +351,16 @@ impl Worker {
                     Some(c) => self.closed(c)?,
                     None => closed_open = false,
                 },
+                Some(a) = self.acknowledged.recv() => {
+                    let seen = a.seen_at.as_millisecond();
+                    let new = self
+                        .pipeline
+                        .ticket_acknowledged(&a.ticket_id, &a.device, seen)
+                        .with_context(|| format!("recording that ticket {} was acknowledged", a.ticket_id))?;
+                    if new {
+                        self.flushed(&[])?;
+                    }
+                }
                 Some(command) = self.commands.recv() => {
                     let entries = crate::local::apply(&mut self.pipeline, command, wall_ms());
                     self.flushed(&entries)?;

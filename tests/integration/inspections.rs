@@ -175,6 +175,26 @@ async fn inspections_open_and_complete_through_the_central_service_and_locally()
         "{history:?}"
     );
 
+    // The desk acknowledges the door's: the archive notes the response.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{central}/api/v1/tickets/test-site.door-due.inspection.semiannual.1/acknowledge"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let d = device_json(&config, "door-due");
+        if d["history"].as_array().unwrap().iter().any(|e| e["event"] == "ticket_acknowledged") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the acknowledgement never reached the archive: {d:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Site staff record the door's visit locally: the agent closes its ticket.
     let wrong = tend(&config, &["inspection", "complete", "door-due", "nope"]);
     assert_eq!(wrong.status.code(), Some(1));

@@ -463,6 +463,30 @@ impl Pipeline {
         self.finish(batch).map(Some)
     }
 
+    /// The central service shows a ticket acknowledged: the archive notes when (once
+    /// per ticket). Returns whether it was new.
+    pub fn ticket_acknowledged(
+        &mut self,
+        ticket_id: &str,
+        device: &str,
+        seen_ms: i64,
+    ) -> Result<bool, StoreError> {
+        if !self.devices.contains_key(device) {
+            return Ok(false);
+        }
+        let known = self.store.archive(device)?.iter().any(|e| {
+            matches!(&e.event, ArchiveEvent::TicketAcknowledged { ticket_id: t } if t == ticket_id)
+        });
+        if known {
+            return Ok(false);
+        }
+        let mut batch = Batch::default();
+        let event = ArchiveEvent::TicketAcknowledged { ticket_id: ticket_id.to_owned() };
+        batch.archive.push((device.to_owned(), ArchiveEntry { at_ms: seen_ms, event }));
+        self.finish(batch)?;
+        Ok(true)
+    }
+
     fn finish(&mut self, mut batch: Batch) -> Result<Vec<OutboxEntry>, StoreError> {
         for id in std::mem::take(&mut self.dirty_records) {
             if let Some(rec) = self.records.get(&id) {

@@ -52,6 +52,19 @@ pub struct TicketClosed {
     pub resolution: Option<String>,
 }
 
+/// A ticket the central service shows acknowledged (or further along) for the
+/// first time in this run: the archive's response time (an upper bound: when the
+/// sync saw it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketAcknowledged {
+    /// The agent's ticket id.
+    pub ticket_id: String,
+    /// The device it concerns.
+    pub device: String,
+    /// When the sync saw it.
+    pub seen_at: jiff::Timestamp,
+}
+
 /// How the sync paces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncConfig {
@@ -92,6 +105,10 @@ pub struct TicketSync {
     client: CentralClient,
     /// Where closed tickets go.
     closed: mpsc::Sender<TicketClosed>,
+    /// Where acknowledged tickets go, if anywhere.
+    acknowledged: Option<mpsc::Sender<TicketAcknowledged>>,
+    /// Tickets reported acknowledged in this run.
+    acked: HashSet<String>,
     /// Pacing.
     config: SyncConfig,
     /// Tickets reported closed in this run (not reported again).
@@ -117,12 +134,20 @@ impl TicketSync {
             store,
             client,
             closed,
+            acknowledged: None,
+            acked: HashSet::new(),
             config,
             reported: HashSet::new(),
             refused: HashSet::new(),
             failures: 0,
             unauthorized: false,
         }
+    }
+
+    /// Also reports tickets first seen acknowledged (or further along) on `tx`.
+    pub fn with_acknowledged(mut self, tx: mpsc::Sender<TicketAcknowledged>) -> Self {
+        self.acknowledged = Some(tx);
+        self
     }
 
     /// Polls until `shutdown` completes or the receiving end of the channel is
@@ -170,6 +195,7 @@ impl TicketSync {
         };
         // Forget tickets the pipeline has removed.
         self.reported.retain(|id| tickets.contains_key(id));
+        self.acked.retain(|id| tickets.contains_key(id));
         self.refused.retain(|id| tickets.contains_key(id));
         for (ticket_id, held) in tickets {
             let Some(number) = held.number else { continue };
@@ -213,6 +239,20 @@ impl TicketSync {
                 tracing::info!(%ticket_id, %number, "the central service shows this ticket again");
             }
             if status.status != Status::Closed {
+                if status.status != Status::Open
+                    && let Some(tx) = &self.acknowledged
+                    && !self.acked.contains(&ticket_id)
+                {
+                    let ack = TicketAcknowledged {
+                        ticket_id: ticket_id.clone(),
+                        device: held.device.clone(),
+                        seen_at: jiff::Timestamp::now(),
+                    };
+                    // Best effort: the archive's response time, not worth blocking for.
+                    if tx.try_send(ack).is_ok() {
+                        self.acked.insert(ticket_id);
+                    }
+                }
                 continue;
             }
             let closed_at = match status.closed_at {
