@@ -18,6 +18,7 @@ use crate::store::{
     ArchiveEntry, ArchiveEvent, Batch, DeviceRecord, OutboxEntry, Request, StoreError, TicketRef,
     TicketSubject,
 };
+use crate::tickets::model::{NewTicket, WireTime};
 
 use super::Pipeline;
 use super::builder::{self, DeviceFacts};
@@ -85,35 +86,38 @@ pub(super) fn plans(config: &Config, d: &Device, declared: &[InspectionPlan]) ->
         .collect()
 }
 
+/// The archive's record of a fault ticket that opened.
+fn fault_opened(ticket: &NewTicket, severity: u8) -> ArchiveEvent {
+    let ms = |w: &Option<WireTime>| w.as_ref().map(|w| w.timestamp().as_millisecond());
+    let sla = ticket.sla.as_ref().and_then(|s| {
+        Some(SlaTimes {
+            respond_by_ms: ms(&s.respond_by)?,
+            onsite_by_ms: ms(&s.onsite_by)?,
+            resolve_by_ms: ms(&s.resolve_by)?,
+        })
+    });
+    ArchiveEvent::FaultOpened {
+        ticket_id: ticket.ticket_id.clone(),
+        code: ticket.code.clone(),
+        title: ticket.title.clone(),
+        severity,
+        coverage: ticket
+            .coverage
+            .and_then(|c| serde_json::to_value(c).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        occurrence: ticket.occurrence.unwrap_or(1),
+        replacement_recommended: ticket.replacement_recommended,
+        sla,
+    }
+}
+
 /// The archive entry of a fault transition; `entry` is the request built for it.
 pub(super) fn archive_fault(t: &Transition, entry: &OutboxEntry) -> ArchiveEntry {
     let ticket_id = entry.ticket_id().to_owned();
     let event = match (t, &entry.request) {
-        (Transition::Opened { code, severity, .. }, Request::Open { ticket }) => {
-            let ms = |w: &Option<crate::tickets::model::WireTime>| {
-                w.as_ref().map(|w| w.timestamp().as_millisecond())
-            };
-            let sla = ticket.sla.as_ref().and_then(|s| {
-                Some(SlaTimes {
-                    respond_by_ms: ms(&s.respond_by)?,
-                    onsite_by_ms: ms(&s.onsite_by)?,
-                    resolve_by_ms: ms(&s.resolve_by)?,
-                })
-            });
-            ArchiveEvent::FaultOpened {
-                ticket_id,
-                code: code.clone(),
-                title: ticket.title.clone(),
-                severity: *severity,
-                coverage: ticket
-                    .coverage
-                    .and_then(|c| serde_json::to_value(c).ok())
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                occurrence: ticket.occurrence.unwrap_or(1),
-                replacement_recommended: ticket.replacement_recommended,
-                sla,
-            }
+        (Transition::Opened { severity, .. }, Request::Open { ticket }) => {
+            fault_opened(ticket, *severity)
         }
         (Transition::Escalated { code, severity, .. }, _) => {
             ArchiveEvent::FaultEscalated { ticket_id, code: code.clone(), severity: *severity }
@@ -226,42 +230,9 @@ impl Pipeline {
                         },
                     ));
                     if let Request::Open { ticket } = &report.request {
-                        let fault = ArchiveEvent::FaultOpened {
-                            ticket_id: ticket.ticket_id.clone(),
-                            code: ticket.code.clone(),
-                            title: ticket.title.clone(),
-                            severity: builder::OVERDUE_SEVERITY,
-                            coverage: ticket
-                                .coverage
-                                .and_then(|c| serde_json::to_value(c).ok())
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default(),
-                            occurrence: 1,
-                            replacement_recommended: false,
-                            sla: ticket.sla.as_ref().and_then(|s| {
-                                Some(SlaTimes {
-                                    respond_by_ms: s
-                                        .respond_by
-                                        .as_ref()?
-                                        .timestamp()
-                                        .as_millisecond(),
-                                    onsite_by_ms: s
-                                        .onsite_by
-                                        .as_ref()?
-                                        .timestamp()
-                                        .as_millisecond(),
-                                    resolve_by_ms: s
-                                        .resolve_by
-                                        .as_ref()?
-                                        .timestamp()
-                                        .as_millisecond(),
-                                })
-                            }),
-                        };
-                        batch.archive.push((
-                            id.to_owned(),
-                            ArchiveEntry { at_ms: occ.due_ms, event: fault },
-                        ));
+                        let fault = fault_opened(ticket, builder::OVERDUE_SEVERITY);
+                        let entry = ArchiveEntry { at_ms: occ.due_ms, event: fault };
+                        batch.archive.push((id.to_owned(), entry));
                         let subject = TicketSubject::InspectionOverdue { plan: plan.id.clone() };
                         let held = TicketRef { device: id.to_owned(), subject, number: None };
                         batch.tickets.push((ticket.ticket_id.clone(), Some(held)));
