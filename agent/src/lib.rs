@@ -21,6 +21,7 @@
 //! - [`central`]: the reference central ticket service (`tend central`).
 //! - [`run`]: `tend run`, the live agent: broker, MQTT ingest, the pipeline thread
 //!   (group commit, flush, then ack), outbox dispatcher, ticket sync, graceful shutdown.
+//! - [`report`]: the operations register (`tend report`): period, model, Markdown and HTML.
 //! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
 
 pub mod alarms;
@@ -33,6 +34,7 @@ pub mod local;
 pub mod maintenance;
 pub mod pipeline;
 pub mod plugins;
+pub mod report;
 pub mod run;
 pub mod store;
 pub mod tickets;
