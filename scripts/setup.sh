@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what tend's build and tests need on a fresh Debian machine with rustup:
-# the wasm32-wasip2 target (plugins are components) and Mosquitto (the tests'
-# real MQTT broker). Safe to run again: it only installs what is missing.
+# the wasm32-wasip2 target (plugins are components), Mosquitto (the tests' real
+# MQTT broker) and Chromium (renders the HTML register). Safe to run again: it
+# only installs what is missing.
 set -euo pipefail
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
@@ -18,3 +19,12 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 # The Debian package starts a system broker on :1883; the tests start their own
 # on free loopback ports and do not need it.
+
+# Debian's Chromium renders the HTML operations register in a test (headless).
+if [ ! -x /usr/bin/chromium ]; then
+    echo "setup: installing chromium"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi

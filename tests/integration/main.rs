@@ -10,4 +10,5 @@ mod live;
 mod pipeline;
 mod plugins;
 mod replay;
+mod report;
 mod year;

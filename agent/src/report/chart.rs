@@ -24,25 +24,22 @@ const FONT: &str = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, 
 
 /// Bar chart of faults opened per ISO week, stacked by level (level 1 at the bottom).
 pub fn faults_per_week(weeks: &[WeekBucket]) -> String {
-    let (w, h) = (720.0, 300.0);
-    let (left, right, top, bottom) = (44.0, 12.0, 40.0, 48.0);
+    let (w, h) = (560.0, 290.0);
+    let (left, right, bottom) = (34.0, 6.0, 40.0);
+    let mut s = String::new();
+    let legend_y = legend(
+        &mut s,
+        left,
+        14.0,
+        w,
+        LEVEL_NAMES.iter().enumerate().map(|(i, n)| (format!("L{} {n}", i + 1), LEVEL_COLOURS[i])),
+    );
+    let top = legend_y + 24.0;
     let plot_w = w - left - right;
     let plot_h = h - top - bottom;
     let max = weeks.iter().map(WeekBucket::total).max().unwrap_or(0);
     let step = if max <= 5 { 1 } else { max.div_ceil(5) };
     let y_max = (max.div_ceil(step) * step).max(1);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<svg class=\"chart\" id=\"chart-faults-per-week\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"cfw-title\" {FONT} font-size=\"12\">\
-         <title id=\"cfw-title\">Faults opened per ISO week, by level</title>"
-    );
-    legend(
-        &mut s,
-        left,
-        16.0,
-        LEVEL_NAMES.iter().enumerate().map(|(i, n)| (format!("L{} {n}", i + 1), LEVEL_COLOURS[i])),
-    );
     // Grid and y axis.
     let mut v = 0;
     while v <= y_max {
@@ -62,6 +59,7 @@ pub fn faults_per_week(weeks: &[WeekBucket]) -> String {
     let slot = plot_w / n as f64;
     let bar = (slot * 0.7).min(48.0);
     let label_every = n.div_ceil(16);
+    let date_every = if slot * label_every as f64 >= 44.0 { 1 } else { 2 };
     for (i, wk) in weeks.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - bar) / 2.0;
         let mut y = top + plot_h;
@@ -93,10 +91,16 @@ pub fn faults_per_week(weeks: &[WeekBucket]) -> String {
         if i % label_every == 0 {
             let _ = write!(
                 s,
-                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#333\">W{:02}</text>\
-                 <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#777\" font-size=\"10\">{}</text>",
+                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#333\">W{:02}</text>",
                 top + plot_h + 16.0,
                 wk.week,
+            );
+        }
+        // The Monday's date under every other labelled week when slots are narrow.
+        if i % (label_every * date_every) == 0 {
+            let _ = write!(
+                s,
+                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#777\" font-size=\"10\">{}</text>",
                 top + plot_h + 30.0,
                 wk.monday.strftime("%d %b")
             );
@@ -110,22 +114,21 @@ pub fn faults_per_week(weeks: &[WeekBucket]) -> String {
             top + plot_h / 2.0
         );
     }
-    s.push_str("</svg>");
-    s
+    format!(
+        "<svg class=\"chart\" id=\"chart-faults-per-week\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"cfw-title\" {FONT} font-size=\"12\">\
+         <title id=\"cfw-title\">Faults opened per ISO week, by level</title>{s}</svg>"
+    )
 }
 
 /// Horizontal 100 % bars per level: respond and resolve outcomes.
 pub fn sla_compliance(levels: &[LevelStats]) -> String {
-    let w = 720.0;
-    let (label_w, bar_w, top, row_h, gap) = (150.0, 400.0, 44.0, 22.0, 12.0);
-    let h = top + levels.len() as f64 * (2.0 * row_h + gap) + 8.0;
+    let w = 560.0;
+    let (label_w, bar_w, row_h, gap) = (150.0, 270.0, 22.0, 12.0);
     let mut s = String::new();
-    let _ = write!(
-        s,
-        "<svg class=\"chart\" id=\"chart-sla\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"csla-title\" {FONT} font-size=\"12\">\
-         <title id=\"csla-title\">SLA compliance per level: respond and resolve targets</title>"
-    );
-    legend(&mut s, label_w, 16.0, SLA_PARTS.iter().map(|(n, c)| ((*n).to_owned(), *c)));
+    let legend_y =
+        legend(&mut s, 10.0, 14.0, w, SLA_PARTS.iter().map(|(n, c)| ((*n).to_owned(), *c)));
+    let top = legend_y + 16.0;
+    let h = top + levels.len() as f64 * (2.0 * row_h + gap);
     let mut y = top;
     for l in levels {
         let li = usize::from(l.level.clamp(1, 4) - 1);
@@ -173,8 +176,10 @@ pub fn sla_compliance(levels: &[LevelStats]) -> String {
         }
         y += 2.0 * row_h + gap;
     }
-    s.push_str("</svg>");
-    s
+    format!(
+        "<svg class=\"chart\" id=\"chart-sla\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"csla-title\" {FONT} font-size=\"12\">\
+         <title id=\"csla-title\">SLA compliance per level: respond and resolve targets</title>{s}</svg>"
+    )
 }
 
 /// One 100 % bar of SLA outcomes.
@@ -204,10 +209,23 @@ fn sla_bar(s: &mut String, c: &SlaCounts, x: f64, y: f64, w: f64, h: f64, what: 
     }
 }
 
-/// A row of colour swatches with names.
-fn legend<'a>(s: &mut String, x0: f64, y: f64, items: impl Iterator<Item = (String, &'a str)>) {
+/// Colour swatches with names from `(x0, y)`, wrapping before `max_x`; returns the
+/// baseline of the last row.
+fn legend<'a>(
+    s: &mut String,
+    x0: f64,
+    mut y: f64,
+    max_x: f64,
+    items: impl Iterator<Item = (String, &'a str)>,
+) -> f64 {
     let mut x = x0;
     for (name, colour) in items {
+        // About 7 units per character at font size 12 (generous for wide fonts).
+        let item_w = 16.0 + 7.0 * name.chars().count() as f64 + 12.0;
+        if x > x0 && x + item_w - 12.0 > max_x {
+            x = x0;
+            y += 18.0;
+        }
         let _ = write!(
             s,
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{colour}\" stroke=\"#999\" stroke-width=\"0.5\"/>\
@@ -216,8 +234,9 @@ fn legend<'a>(s: &mut String, x0: f64, y: f64, items: impl Iterator<Item = (Stri
             x + 16.0,
             escape(&name)
         );
-        x += 16.0 + 7.0 * name.chars().count() as f64 + 14.0;
+        x += item_w;
     }
+    y
 }
 
 #[cfg(test)]

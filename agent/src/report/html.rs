@@ -49,6 +49,7 @@ svg.chart { width: 100%; height: auto; display: block; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: var(--band); font-weight: 600; }
+td.nw { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) td { background: #fbfbfc; }
 .none { color: var(--muted); font-style: italic; }
@@ -69,7 +70,8 @@ footer { margin-top: 30px; color: var(--muted); font-size: 12px; border-top: 1px
   body { font-size: 11px; }
   main { max-width: none; padding: 0; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  .charts { grid-template-columns: 1fr 1fr; }
+  .charts { grid-template-columns: 1fr; }
+  figure { max-width: 150mm; margin: 0 auto; }
   h2 { break-after: avoid; }
   tr, figure, .cards { break-inside: avoid; }
   thead { display: table-header-group; }
@@ -186,6 +188,11 @@ fn td(s: &mut String, text: &str) {
     let _ = write!(s, "<td>{}</td>", escape(text));
 }
 
+/// A cell that does not wrap (times, ids).
+fn nowrap(s: &mut String, text: &str) {
+    let _ = write!(s, "<td class=\"nw\">{}</td>", escape(text));
+}
+
 fn num(s: &mut String, n: impl std::fmt::Display) {
     let _ = write!(s, "<td class=\"num\">{}</td>", escape(&n.to_string()));
 }
@@ -242,7 +249,7 @@ fn devices(s: &mut String, r: &Report) {
             }
             None => num(s, d.open_faults),
         }
-        td(s, &r.time(d.last_seen_ms));
+        nowrap(s, &r.time(d.last_seen_ms));
         num(s, d.faults_in_period);
         s.push_str("</tr>\n");
     }
@@ -301,9 +308,9 @@ fn faults(s: &mut String, r: &Report) {
     );
     for f in &r.faults {
         s.push_str("<tr>");
-        td(s, &r.time(Some(f.opened_ms)));
+        nowrap(s, &r.time(Some(f.opened_ms)));
         td(s, &f.device);
-        td(s, &f.ticket_id);
+        nowrap(s, &f.ticket_id);
         let mut fault = format!("{}: {}", f.code, f.title);
         if f.occurrence > 1 {
             let _ = write!(fault, " (occurrence {})", f.occurrence);
@@ -314,10 +321,10 @@ fn faults(s: &mut String, r: &Report) {
         } else {
             format!(" from L{}", f.opened_level)
         };
-        let _ = write!(s, "<td>{}{}</td>", level(f.level), escape(&from));
+        let _ = write!(s, "<td class=\"nw\">{}{}</td>", level(f.level), escape(&from));
         td(s, &f.coverage);
-        td(s, &r.time(f.acknowledged_ms));
-        td(s, &r.time(f.closed_ms));
+        nowrap(s, &r.time(f.acknowledged_ms));
+        nowrap(s, &r.time(f.closed_ms));
         let _ = write!(s, "<td>{}</td><td>{}</td>", sla_badge(f.respond), sla_badge(f.resolve));
         s.push_str("</tr>\n");
     }
@@ -369,8 +376,8 @@ fn inspections(s: &mut String, r: &Report) {
         num(s, i.done);
         num(s, i.late);
         num(s, i.overdue);
-        td(s, &r.time(i.last_done_ms));
-        td(s, &r.time(i.next_due_ms));
+        nowrap(s, &r.time(i.last_done_ms));
+        nowrap(s, &r.time(i.next_due_ms));
         let class = match i.state {
             PlanState::Overdue => "st-overdue",
             PlanState::DueSoon => "st-soon",
@@ -421,9 +428,9 @@ fn repeats(s: &mut String, r: &Report) {
         td(s, &p.device);
         td(s, &format!("{}: {}", p.code, p.title));
         num(s, p.occurrence);
-        td(s, &p.ticket_id);
-        td(s, &r.time(Some(p.opened_ms)));
-        td(s, &r.time(p.closed_ms));
+        nowrap(s, &p.ticket_id);
+        nowrap(s, &r.time(Some(p.opened_ms)));
+        nowrap(s, &r.time(p.closed_ms));
         s.push_str("</tr>\n");
     }
     s.push_str("</tbody></table>\n");
