@@ -390,6 +390,14 @@ fn register_html_renders_in_headless_chromium() {
         assert!(dom.contains(&format!("id=\"{id}\"")), "#{id} missing from the rendered DOM");
     }
     assert_eq!(dom.matches("<svg").count(), 2);
+    // The parser kept the page's structure: no row or cell moved or invented.
+    for tag in ["<tr>", "<td", "<th", "<table", "<rect", "<text"] {
+        assert_eq!(
+            dom.matches(tag).count(),
+            html.matches(tag).count(),
+            "{tag} count changed in the DOM"
+        );
+    }
     // One bar segment per (week, level) with faults, as the model counted them.
     let segments = register.weeks.iter().flat_map(|w| w.by_level).filter(|&c| c > 0).count();
     assert!(segments > 0);

@@ -67,12 +67,23 @@ footer { margin-top: 30px; color: var(--muted); font-size: 12px; border-top: 1px
 @media (max-width: 900px) { .charts { grid-template-columns: 1fr; } }
 @page { size: A4; margin: 14mm 12mm; }
 @media print {
-  body { font-size: 11px; }
+  body { font-size: 10.5px; }
   main { max-width: none; padding: 0; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  h1 { font-size: 19px; }
+  h2 { font-size: 14px; margin-top: 18px; break-after: avoid; }
+  .summary { font-size: 13px; }
+  .cards { grid-template-columns: repeat(7, 1fr); gap: 6px; }
+  .card { padding: 4px 6px; }
+  .card .n { font-size: 17px; }
+  .card .k { font-size: 8.5px; }
   .charts { grid-template-columns: 1fr; }
-  figure { max-width: 150mm; margin: 0 auto; }
-  h2 { break-after: avoid; }
+  figure { width: 100%; max-width: 160mm; justify-self: center; }
+  table { font-size: 9px; }
+  th, td { padding: 2px 4px; }
+  .badge { font-size: 8.5px; padding: 0 4px; white-space: normal; }
+  .lvl { font-size: 8.5px; min-width: 18px; }
+  td.nw { white-space: normal; }
   tr, figure, .cards { break-inside: avoid; }
   thead { display: table-header-group; }
 }
@@ -314,6 +325,9 @@ fn faults(s: &mut String, r: &Report) {
         let mut fault = format!("{}: {}", f.code, f.title);
         if f.occurrence > 1 {
             let _ = write!(fault, " (occurrence {})", f.occurrence);
+        }
+        if f.replacement_recommended {
+            fault.push_str(", replacement recommended");
         }
         td(s, &fault);
         let from = if f.opened_level == f.level {

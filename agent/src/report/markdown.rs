@@ -118,6 +118,9 @@ pub fn render(r: &Report) -> String {
                 if f.occurrence > 1 {
                     let _ = write!(fault, " (occurrence {})", f.occurrence);
                 }
+                if f.replacement_recommended {
+                    fault.push_str(", replacement recommended");
+                }
                 vec![
                     r.time(Some(f.opened_ms)),
                     f.device.clone(),

@@ -831,6 +831,14 @@ fn device_inspections(
                 if let Some(t) = ticket_id.as_deref().and_then(|id| tickets.get_mut(id)) {
                     t.done_at.get_or_insert(e.at_ms);
                     late = t.due.is_some_and(|due| e.at_ms > due);
+                } else {
+                    // A completion naming no ticket (recorded locally) completes
+                    // whatever inspection of that plan was still open.
+                    for t in tickets.values_mut().filter(|t| t.plan == *plan && t.done_at.is_none())
+                    {
+                        t.done_at = Some(e.at_ms);
+                        late |= t.due.is_some_and(|due| e.at_ms > due);
+                    }
                 }
                 last_done.insert(plan, e.at_ms);
                 if in_period(e.at_ms) {

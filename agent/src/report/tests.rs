@@ -289,6 +289,12 @@ fn inspections_done_overdue_and_due_soon() {
         at(t("2026-03-05T00:00:00+08:00"), completed(Some("c0"), "cert")),
         // A local completion of a plan the device no longer has.
         at(t("2026-07-15T00:00:00+08:00"), completed(None, "old")),
+        // Local completions naming no ticket end the plan's overdue inspection:
+        // the May one is not overdue in Q3, the July one is (and late).
+        at(t("2026-05-01T00:00:00+08:00"), overdue("f0", "filter", t("2026-05-01T00:00:00+08:00"))),
+        at(t("2026-05-10T00:00:00+08:00"), completed(None, "filter")),
+        at(t("2026-07-02T00:00:00+08:00"), overdue("f1", "filter", t("2026-07-02T00:00:00+08:00"))),
+        at(t("2026-07-10T00:00:00+08:00"), completed(None, "filter")),
     ];
     let generated = "2026-10-02T00:00:00+08:00";
     let mut semi = plan("semi");
@@ -314,9 +320,10 @@ fn inspections_done_overdue_and_due_soon() {
     assert_eq!(row("closer").state, PlanState::Unscheduled);
     assert_eq!(row("later").state, PlanState::Scheduled);
     assert_eq!((row("old").done, row("old").state), (1, PlanState::Unscheduled));
+    assert_eq!((row("filter").done, row("filter").late, row("filter").overdue), (1, 1, 1));
     assert_eq!(
         (r.summary.inspections_done, r.summary.inspections_overdue, r.summary.inspections_due_soon),
-        (3, 2, 1)
+        (4, 3, 1)
     );
 }
 
