@@ -15,7 +15,8 @@
 //! println!("{}", register.summary_line());
 //! # Ok(()) }
 //! ```
-//! [`Report`] is also `Serialize` (for `--json`).
+//! [`Report`] is also `Serialize` (for `--json`). With no period given, a caller can
+//! take `Period::containing(PeriodKind::Quarter, today)?.previous()?`.
 //!
 //! # Readings
 //! - Periods are civil days in the site's time zone: `2026-Q3` runs from

@@ -124,6 +124,22 @@ impl Period {
         Ok(Period { kind: PeriodKind::Year, start, end })
     }
 
+    /// The period of `kind` that contains a civil day (e.g. today in the site's zone).
+    pub fn containing(kind: PeriodKind, day: Date) -> Result<Period, PeriodError> {
+        match kind {
+            PeriodKind::Month => Period::month(day.year(), day.month()),
+            PeriodKind::Quarter => Period::quarter(day.year(), (day.month() - 1) / 3 + 1),
+            PeriodKind::Year => Period::year(day.year()),
+        }
+    }
+
+    /// The period of the same kind just before this one (`2026-Q1` -> `2025-Q4`):
+    /// the default a register run at the start of a period wants.
+    pub fn previous(&self) -> Result<Period, PeriodError> {
+        let day = self.start.yesterday().map_err(|_| PeriodError::Year(self.to_string()))?;
+        Period::containing(self.kind, day)
+    }
+
     /// Month, quarter or year.
     pub fn kind(&self) -> PeriodKind {
         self.kind
@@ -251,6 +267,21 @@ mod tests {
         assert_eq!(Period::parse("2026-Q0").unwrap_err(), PeriodError::Quarter("2026-Q0".into()));
         assert_eq!(Period::parse("1969").unwrap_err(), PeriodError::Year("1969".into()));
         assert!(Period::parse("9999-Q4").is_err());
+    }
+
+    #[test]
+    fn containing_and_previous() {
+        let p = |s: &str| Period::parse(s).unwrap();
+        assert_eq!(
+            Period::containing(PeriodKind::Quarter, date(2026, 9, 30)).unwrap(),
+            p("2026-Q3")
+        );
+        assert_eq!(Period::containing(PeriodKind::Month, date(2026, 2, 28)).unwrap(), p("2026-02"));
+        assert_eq!(Period::containing(PeriodKind::Year, date(2026, 2, 28)).unwrap(), p("2026"));
+        assert_eq!(p("2026-Q1").previous().unwrap(), p("2025-Q4"));
+        assert_eq!(p("2026-01").previous().unwrap(), p("2025-12"));
+        assert_eq!(p("2026").previous().unwrap(), p("2025"));
+        assert!(p("1970-01").previous().is_err());
     }
 
     #[test]
