@@ -66,6 +66,22 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// The equipment and operation register for a month, quarter or year, as
+    /// Markdown and a standalone HTML page with charts.
+    Report {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `2026-Q3`, `2026-09` or `2026`; default: the last finished quarter.
+        #[arg(long)]
+        period: Option<String>,
+        /// Directory for `register-{site}-{period}.md` and `.html`.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Print the register's content as JSON instead of writing files.
+        #[arg(long)]
+        json: bool,
+    },
     /// Preventive inspections recorded on site.
     Inspection {
         #[command(subcommand)]
@@ -177,6 +193,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plugin { command } => plugin_command(command),
         Command::Device { command } => device_command(command),
+        Command::Report { config, period, out, json } => {
+            report_command(&config, period, &out, json)
+        }
         Command::Inspection {
             command: InspectionCommand::Complete { config, device, plan, at, note },
         } => {
@@ -258,6 +277,41 @@ fn parse_when(text: &str, tz: &jiff::tz::TimeZone) -> anyhow::Result<i64> {
         })?;
     let t = tz.to_timestamp(local).with_context(|| format!("--at {text:?} is out of range"))?;
     Ok(t.as_millisecond())
+}
+
+fn report_command(
+    config: &std::path::Path,
+    period: Option<String>,
+    out: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use tend::report::{Period, PeriodKind};
+    let config = tend::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let period = match period {
+        Some(p) => Period::parse(&p)?,
+        None => {
+            let today =
+                jiff::Timestamp::now().to_zoned_datetime(config.inventory.timezone.clone()).date();
+            Period::containing(PeriodKind::Quarter, today)?.previous()?
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let archive = rt.block_on(tend::local::archive(&config, None))?;
+    let register = tend::report::build(&archive, &period)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&register)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let stem = format!("register-{}-{period}", archive.site);
+    let (md, html) = (out.join(format!("{stem}.md")), out.join(format!("{stem}.html")));
+    std::fs::write(&md, register.to_markdown())
+        .with_context(|| format!("writing {}", md.display()))?;
+    std::fs::write(&html, register.to_html())
+        .with_context(|| format!("writing {}", html.display()))?;
+    println!("{}", register.summary_line());
+    println!("{}\n{}", md.display(), html.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn device_command(command: DeviceCommand) -> anyhow::Result<ExitCode> {

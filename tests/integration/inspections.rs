@@ -239,4 +239,19 @@ async fn inspections_open_and_complete_through_the_central_service_and_locally()
         (Some("local"), Some("hinges oiled"))
     );
     assert!(plan(&door, "semiannual")["last_completed_ms"].is_i64());
+
+    // The register of this quarter counts both inspections done.
+    let quarter = format!("{}-Q{}", today.year(), (today.month() - 1) / 3 + 1);
+    let out_dir = site.dir.path().join("register");
+    let out = out_dir.to_str().unwrap();
+    let report = tend(&config, &["report", "--period", &quarter, "--out", out]);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let summary = String::from_utf8_lossy(&report.stdout);
+    assert!(summary.contains("2 inspections done"), "{summary}");
+    let md =
+        std::fs::read_to_string(out_dir.join(format!("register-test-site-{quarter}.md"))).unwrap();
+    assert!(md.contains("door-due") && md.contains("swh-due"), "{md}");
+    let html = std::fs::read_to_string(out_dir.join(format!("register-test-site-{quarter}.html")))
+        .unwrap();
+    assert!(html.contains("<svg") && html.contains("door-due"));
 }

@@ -573,6 +573,8 @@ impl Report {
 
 /// Hours with one decimal.
 pub(crate) fn hours(h: f64) -> String {
+    // `+ 0.0` turns the -0.0 of an empty float sum into 0.0, and so does rounding.
+    let h = if h.abs() < 0.05 { 0.0 } else { h + 0.0 };
     format!("{h:.1}")
 }
 

@@ -491,3 +491,11 @@ fn html_is_escaped_and_balanced() {
     assert!(html.contains("2 devices, 1 fault (1 critical), SLA 100% met"));
     assert!(html.contains("generated 2026-10-01 08:00 +08:00 Asia/Shanghai"));
 }
+
+#[test]
+fn no_downtime_reads_zero_not_minus_zero() {
+    let empty: f64 = std::iter::empty::<f64>().sum();
+    assert_eq!(super::model::hours(empty), "0.0");
+    assert_eq!(super::model::hours(-0.01), "0.0");
+    assert_eq!(super::model::hours(1.25), "1.2");
+}
