@@ -84,6 +84,15 @@ pub use payload::{Field, Payload};
 pub use settings::Settings;
 pub use types::*;
 
+/// The allocator of every plugin built for wasm with this SDK: talc, grown page by
+/// page with `memory.grow` (the host's memory limit still applies to every page).
+/// Rules allocate per message (payload maps, outcome strings); Rust's default on
+/// `wasm32-wasip2` goes through wasi-libc's dlmalloc, a few calls deeper and slower.
+/// The wasm guest is single-threaded, which is what this allocator requires.
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// What a plugin author implements.
 pub trait Plugin {
     /// Per-device state, kept by the host between messages (serialised as JSON,
