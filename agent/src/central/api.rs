@@ -132,7 +132,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 }
 
 /// Compares secrets in time independent of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -22,6 +22,8 @@ use axum::http::{HeaderMap, Method};
 use cookie::Cookie;
 use sha2::{Digest, Sha256};
 
+use crate::central::api::same;
+
 /// Name of the session cookie.
 pub(crate) const COOKIE_NAME: &str = "tend_desk";
 
@@ -118,11 +120,6 @@ fn same_origin(headers: &HeaderMap) -> bool {
     };
     let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     host.to_str().is_ok_and(|host| host.eq_ignore_ascii_case(origin_host))
-}
-
-/// Compares secrets in time independent of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
