@@ -365,18 +365,44 @@ impl Browser {
         path
     }
 
-    /// The `data-ticket` ids of the queue's rows, top to bottom.
-    async fn rows(&self) -> Vec<String> {
-        let rows = self.client.find_all(Locator::Css("table.queue tbody tr")).await.unwrap();
-        let mut ids = Vec::new();
-        for row in rows {
-            ids.push(row.attr("data-ticket").await.unwrap().unwrap_or_default());
-        }
-        ids
+    /// The `data-ticket` ids of the queue's rows, top to bottom. Read in one
+    /// script call, so the page's own refresh cannot swap rows out halfway.
+    async fn try_rows(&self) -> Option<Vec<String>> {
+        let script = "return Array.from(document.querySelectorAll('table.queue tbody tr'))\
+                      .map(function (row) { return row.getAttribute('data-ticket'); });";
+        let value = self.client.execute(script, vec![]).await.ok()?;
+        serde_json::from_value(value).ok()
     }
 
+    async fn rows(&self) -> Vec<String> {
+        until("the queue's rows", || self.try_rows()).await
+    }
+
+    /// Clicks the element matching `css`; found again if the page's refresh
+    /// replaced it between finding and clicking.
+    async fn click(&self, css: &str) {
+        until(&format!("a click on {css}"), || async {
+            self.client.find(Locator::Css(css)).await.ok()?.click().await.ok()
+        })
+        .await;
+    }
+
+    /// Types `text` into the element matching `css` (found again like [`Self::click`]).
+    async fn type_into(&self, css: &str, text: &str) {
+        until(&format!("typing into {css}"), || async {
+            self.client.find(Locator::Css(css)).await.ok()?.send_keys(text).await.ok()
+        })
+        .await;
+    }
+
+    /// The text of the first element matching `css` (one script call, as above).
     async fn text(&self, css: &str) -> String {
-        self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+        let script = "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;";
+        until(&format!("text of {css}"), || async {
+            let value = self.client.execute(script, vec![json!(css)]).await.ok()?;
+            value.as_str().map(str::to_owned)
+        })
+        .await
     }
 }
 
@@ -512,7 +538,7 @@ async fn desk_in_headless_chromium_shows_acknowledges_and_closes() {
     let site = client.find(Locator::Css("select[name=site]")).await.unwrap();
     site.select_by_value("xuhui-9").await.unwrap();
     until("the site filter to apply", || async {
-        (browser.rows().await == ["xuhui-9.swh-2.overheat.1"]).then_some(())
+        (browser.try_rows().await? == ["xuhui-9.swh-2.overheat.1"]).then_some(())
     })
     .await;
     client.goto(&format!("{base}/desk?type=door-controller")).await.unwrap();
@@ -535,8 +561,8 @@ async fn desk_in_headless_chromium_shows_acknowledges_and_closes() {
     open(&http, &base, &newcomer).await;
     until("the queue to refresh itself", || async {
         browser
-            .rows()
-            .await
+            .try_rows()
+            .await?
             .contains(&"huaihai-138.door-roof.forced_open.1".to_owned())
             .then_some(())
     })
@@ -549,18 +575,12 @@ async fn desk_in_headless_chromium_shows_acknowledges_and_closes() {
 
     // Open the tamper ticket, acknowledge it, close it with a resolution.
     let tamper = "huaihai-138.door-lobby.tamper.1";
-    client
-        .find(Locator::Css(&format!("tr[data-ticket=\"{tamper}\"] td.number a")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(&format!("tr[data-ticket=\"{tamper}\"] td.number a")).await;
     client.wait().at_most(WAIT).for_element(Locator::Css("form.ack button")).await.unwrap();
     let head = browser.text("header.ticket-head").await;
     assert!(head.contains("Controller cover opened") && head.contains("Open"), "{head}");
     browser.screenshot("desk-ticket").await;
-    client.find(Locator::Css("form.ack button")).await.unwrap().click().await.unwrap();
+    browser.click("form.ack button").await;
     client.wait().at_most(WAIT).for_element(Locator::Css(".notice.ok")).await.unwrap();
     assert!(browser.text(".notice.ok").await.contains("acknowledged"));
     let read = format!("{base}/api/v1/tickets/{tamper}");
@@ -568,8 +588,8 @@ async fn desk_in_headless_chromium_shows_acknowledges_and_closes() {
     assert_eq!(status["status"], "acknowledged");
 
     let resolution = "Cover refitted, tamper switch tested OK";
-    client.find(Locator::Id("resolution")).await.unwrap().send_keys(resolution).await.unwrap();
-    client.find(Locator::Css("form.close button")).await.unwrap().click().await.unwrap();
+    browser.type_into("#resolution", resolution).await;
+    browser.click("form.close button").await;
     until("the close to be confirmed", || async {
         let notice = client.find(Locator::Css(".notice.ok")).await.ok()?.text().await.ok()?;
         notice.contains("closed").then_some(())
@@ -584,7 +604,7 @@ async fn desk_in_headless_chromium_shows_acknowledges_and_closes() {
     assert!(status["closed_at"].as_str().unwrap().ends_with("+08:00"), "{status}");
 
     // Back on the queue the closed ticket is gone; nothing else changed.
-    client.find(Locator::Css("p.back a")).await.unwrap().click().await.unwrap();
+    browser.click("p.back a").await;
     client.wait().at_most(WAIT).for_element(Locator::Css("table.queue")).await.unwrap();
     let rows = browser.rows().await;
     assert_eq!(rows.len(), 6, "{rows:?}");
