@@ -602,6 +602,7 @@ async fn desk_in_headless_chromium_shows_acknowledges_and_closes() {
         "{status}"
     );
     assert!(status["closed_at"].as_str().unwrap().ends_with("+08:00"), "{status}");
+    browser.screenshot("desk-closed").await;
 
     // Back on the queue the closed ticket is gone; nothing else changed.
     browser.click("p.back a").await;

@@ -347,7 +347,7 @@ fn timeline(record: &TicketRecord) -> Vec<Line> {
         lines.push(Line { at: event.event.at.clone(), what, note: event.event.note.clone() });
     }
     if let Some(at) = &record.acknowledged_at {
-        lines.push(Line { at: at.clone(), what: "Acknowledged at the desk".into(), note: None });
+        lines.push(Line { at: at.clone(), what: "Acknowledged".into(), note: None });
     }
     if let Some(at) = &record.closed_at {
         lines.push(Line { at: at.clone(), what: "Closed".into(), note: record.resolution.clone() });
