@@ -4,6 +4,7 @@
 //! `chromium` + `chromium-driver`, driven over WebDriver with real clicks).
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -298,10 +299,23 @@ async fn central_command_survives_duplicate_bursts_and_restarts() {
     central.stop();
 }
 
+/// chromedriver in a process group of its own, with the Chromium it starts: the
+/// whole group is killed when the test ends, however it ends (a plain kill of
+/// chromedriver would leave Chromium running).
+struct DriverGroup(Child);
+
+impl Drop for DriverGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
 /// chromedriver on a free port with its own Chromium profile.
 struct Browser {
     client: Client,
-    _driver: Process,
+    _driver: DriverGroup,
     _profile: tempfile::TempDir,
 }
 
@@ -314,9 +328,10 @@ impl Browser {
             );
         }
         let port = free_port();
-        let driver = Process(
+        let driver = DriverGroup(
             Command::new("/usr/bin/chromedriver")
                 .arg(format!("--port={port}"))
+                .process_group(0)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
