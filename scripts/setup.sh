@@ -20,11 +20,13 @@ fi
 # The Debian package starts a system broker on :1883; the tests start their own
 # on free loopback ports and do not need it.
 
-# Debian's Chromium renders the HTML operations register in a test (headless).
-if [ ! -x /usr/bin/chromium ]; then
-    echo "setup: installing chromium"
+# Debian's Chromium and ChromeDriver: headless, for the HTML operations register's
+# test and the maintenance desk's browser tests (tests/integration/central.rs,
+# driven through WebDriver).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "setup: installing chromium chromium-driver"
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
 fi

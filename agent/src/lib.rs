@@ -18,7 +18,8 @@
 //! - [`store`]: sled trees and the one-transaction batch commit (all sled calls),
 //!   and the device archive.
 //! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
-//! - [`central`]: the reference central ticket service (`tend central`).
+//! - [`central`]: the reference central ticket service (`tend central`), with the
+//!   maintenance desk page (`/desk`) and its OpenAPI document.
 //! - [`run`]: `tend run`, the live agent: broker, MQTT ingest, the pipeline thread
 //!   (group commit, flush, then ack), outbox dispatcher, ticket sync, graceful shutdown.
 //! - [`report`]: the operations register (`tend report`): period, model, Markdown and HTML.

@@ -55,6 +55,9 @@ enum Command {
         /// The bearer token clients must send.
         #[arg(long, env = "TEND_CENTRAL_TOKEN")]
         token: String,
+        /// What people sign in to the desk page (`/desk`) with; default: the bearer token.
+        #[arg(long, env = "TEND_DESK_TOKEN")]
+        desk_token: Option<String>,
     },
     /// Develop and inspect equipment plugins.
     Plugin {
@@ -244,7 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
-        Command::Central { listen, data_dir, token } => {
+        Command::Central { listen, data_dir, token, desk_token } => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
@@ -254,7 +257,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let shutdown = async {
                     let _ = tokio::signal::ctrl_c().await;
                 };
-                tend::central::serve(listener, tend::central::CentralConfig::new(data_dir, token), shutdown).await
+                let cfg = tend::central::CentralConfig {
+                    desk_token,
+                    ..tend::central::CentralConfig::new(data_dir, token)
+                };
+                tend::central::serve(listener, cfg, shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
         }

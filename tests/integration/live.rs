@@ -446,3 +446,81 @@ async fn live_broker_restart_loses_no_message() {
     agent.0 = None;
     assert!(status.success(), "tend run exited with {status}\n{}", site.logs());
 }
+
+/// The maintenance desk closes a ticket the way staff do (sign in, then the close
+/// form); the agent's sync sees the close and ends the episode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_close_on_the_desk_ends_the_agents_episode() {
+    let mosquitto = Mosquitto::start();
+    let central = Central::start().await;
+    let site = Site::new(mosquitto.port, &central.url);
+    let mut agent = Agent(Some(site.start_agent(1)));
+    site.wait_subscribed().await;
+    let api = site.api_url();
+    for (i, trace) in trace_messages().iter().enumerate() {
+        publish(mosquitto.port, &format!("publisher-{i}"), trace).await;
+    }
+    expect_tickets(&central, &site).await;
+    let open_tickets = || async {
+        let s: serde_json::Value =
+            reqwest::get(format!("{api}/status")).await.unwrap().json().await.unwrap();
+        s["open_tickets"].as_u64().unwrap()
+    };
+    let deadline = Instant::now() + WAIT;
+    while open_tickets().await != 3 {
+        assert!(Instant::now() < deadline, "the agent never held 3 tickets\n{}", site.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Staff sign in to the desk (the desk token defaults to the service token) and
+    // close the tamper ticket with the form.
+    let browser =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed_in = browser
+        .post(format!("{}/desk/login", central.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}&next=%2Fdesk"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie =
+        signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let ticket = "test-site.door-1.tamper.1";
+    let closed = browser
+        .post(format!("{}/desk/tickets/{ticket}/close", central.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("resolution=Cover+refitted%2C+switch+tested")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 303, "{:?}", closed.text().await);
+    let record =
+        central.tickets().await.into_iter().find(|t| t.ticket.ticket_id == ticket).unwrap();
+    assert_eq!(record.resolution.as_deref(), Some("Cover refitted, switch tested"));
+    let closed_at = record.closed_at.unwrap();
+
+    // The agent's sync reads the close: it holds one ticket fewer and logs the
+    // close with the desk's closed_at.
+    let deadline = Instant::now() + WAIT;
+    while open_tickets().await != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the desk's close never reached the agent\n{}",
+            site.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = site.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("ticket closed by staff") && l.contains(ticket))
+        .unwrap_or_else(|| panic!("no close logged\n{logs}"));
+    let logged: serde_json::Value = serde_json::from_str(line).unwrap();
+    let logged: jiff::Timestamp = logged["fields"]["closed_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(logged, closed_at.timestamp(), "{line}");
+    let status = terminate(agent.0.as_mut().unwrap());
+    agent.0 = None;
+    assert!(status.success(), "tend run exited with {status}\n{}", site.logs());
+}

@@ -7,11 +7,11 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use jiff::tz::Offset;
 use serde::de::DeserializeOwned;
 
@@ -27,27 +27,50 @@ const MAX_KEY_LEN: usize = 1024;
 
 /// What every handler shares.
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     /// The database.
     store: Arc<Store>,
     /// The bearer token every request must carry.
     token: Arc<str>,
 }
 
-/// The service's routes, behind authentication and fault injection.
+/// The OpenAPI 3 document of the API (spec endpoints and extensions), served at
+/// `GET /api/v1/openapi.json`. A test checks it against [`routes`].
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route of the API behind the token: (method, path, handler).
+pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::POST, "/api/v1/tickets", post(create)),
+        (Method::GET, "/api/v1/tickets", get(list)),
+        (Method::GET, "/api/v1/tickets/{ticket_id}", get(read)),
+        (Method::POST, "/api/v1/tickets/{ticket_id}/events", post(add_event)),
+        (Method::POST, "/api/v1/tickets/{ticket_id}/close", post(close)),
+        (Method::POST, "/api/v1/tickets/{ticket_id}/acknowledge", post(acknowledge)),
+    ]
+}
+
+/// The path of the OpenAPI document (served without a token: it holds no data).
+pub(crate) const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// The service's routes, behind authentication and fault injection, and the
+/// OpenAPI document.
 pub(crate) fn router(store: Arc<Store>, token: &str, control: CentralControl) -> Router {
     let state = AppState { store, token: token.into() };
-    Router::new()
-        .route("/api/v1/tickets", post(create).get(list))
-        .route("/api/v1/tickets/{ticket_id}", get(read))
-        .route("/api/v1/tickets/{ticket_id}/events", post(add_event))
-        .route("/api/v1/tickets/{ticket_id}/close", post(close))
-        .route("/api/v1/tickets/{ticket_id}/acknowledge", post(acknowledge))
+    let mut api = Router::new();
+    for (_, path, handler) in routes() {
+        // Routes on one path merge their methods.
+        api = api.route(path, handler);
+    }
+    let api = api
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(control, inject_faults))
-        .with_state(state)
+        .with_state(state);
+    Router::new()
+        .route(OPENAPI_PATH, get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .merge(api)
 }
 
 /// An error answer: a status and `{"error": "…"}`.
@@ -109,7 +132,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 }
 
 /// Compares secrets in time independent of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -14,18 +14,24 @@
 //! - `POST /api/v1/tickets/{id}/close` `{resolution, closed_at}`: 200 with the status.
 //! - Extensions for tests and the desk page: `GET /api/v1/tickets` (every ticket
 //!   with its events, [`TicketList`]) and `POST /api/v1/tickets/{id}/acknowledge`.
+//! - `GET /api/v1/openapi.json` (no token): the OpenAPI 3 document of all of the
+//!   above, kept in the repository as `central/openapi.json`.
+//! - `GET /desk` and below: the maintenance desk page (see the `desk` module),
+//!   signed in with the desk token (a cookie), not the bearer token.
 //!
 //! Numbers are sequential (`T-000001`, …). Every answered write is flushed to disk
 //! first. [`CentralControl`] injects failures and delays for tests.
 //!
 //! # Layout
 //! - `api`: routes, authentication, parsing, answers (thin handlers).
+//! - `desk`: the maintenance desk page (HTML, sign-in, queue, ticket actions).
 //! - [`control`]: fault injection.
 //! - [`record`]: what is stored per ticket.
 //! - [`store`]: the sled database; every sled call is there.
 
 mod api;
 pub mod control;
+mod desk;
 pub mod record;
 pub mod store;
 
@@ -54,6 +60,10 @@ pub struct CentralConfig {
     pub data_dir: PathBuf,
     /// The bearer token every request must carry; must not be empty.
     pub token: String,
+    /// What people sign in to the desk page with; `None`: the bearer token.
+    /// A separate secret lets the company hand the desk to dispatchers without
+    /// handing them the agents' credential (and rotate either alone).
+    pub desk_token: Option<String>,
     /// sled page cache in bytes (sled's own default is 1 GiB).
     pub cache_capacity: u64,
     /// Fault injection; inert unless a test steers it through a clone.
@@ -66,6 +76,7 @@ impl CentralConfig {
         Self {
             data_dir: data_dir.into(),
             token: token.into(),
+            desk_token: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             control: CentralControl::new(),
         }
@@ -77,6 +88,7 @@ impl fmt::Debug for CentralConfig {
         f.debug_struct("CentralConfig")
             .field("data_dir", &self.data_dir)
             .field("token", &"<redacted>")
+            .field("desk_token", &self.desk_token.as_ref().map(|_| "<redacted>"))
             .field("cache_capacity", &self.cache_capacity)
             .finish_non_exhaustive()
     }
@@ -90,6 +102,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!cfg.token.trim().is_empty(), "the central service needs a non-empty token");
+    let desk_token = cfg.desk_token.clone().unwrap_or_else(|| cfg.token.clone());
+    anyhow::ensure!(!desk_token.trim().is_empty(), "the desk token must not be empty");
     let dir = cfg.data_dir.clone();
     let capacity = cfg.cache_capacity;
     let store = tokio::task::spawn_blocking(move || store::Store::open(&dir, capacity))
@@ -97,9 +111,13 @@ pub async fn serve(
         .context("opening the central database")?
         .with_context(|| format!("opening the central database in {}", cfg.data_dir.display()))?;
     let store = Arc::new(store);
-    let app = api::router(Arc::clone(&store), &cfg.token, cfg.control);
+    let app = desk::router(Arc::clone(&store), &desk_token).merge(api::router(
+        Arc::clone(&store),
+        &cfg.token,
+        cfg.control,
+    ));
     let addr = listener.local_addr().context("reading the listening address")?;
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "central service listening");
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), desk = %format!("http://{addr}/desk"), "central service listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -430,3 +430,72 @@ async fn an_empty_token_is_refused() -> anyhow::Result<()> {
     assert!(result.is_err());
     Ok(())
 }
+
+/// Collects every `$ref` in `value`.
+fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map {
+                match (key.as_str(), item) {
+                    ("$ref", Value::String(target)) => out.push(target),
+                    _ => refs(item, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| refs(item, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() -> anyhow::Result<()> {
+    use super::api::{OPENAPI, OPENAPI_PATH, routes};
+    use std::collections::BTreeSet;
+
+    let doc: openapiv3::OpenAPI = serde_json::from_str(OPENAPI)?;
+    assert!(doc.openapi.starts_with("3."), "{}", doc.openapi);
+    let raw: Value = serde_json::from_str(OPENAPI)?;
+    let mut targets = Vec::new();
+    refs(&raw, &mut targets);
+    assert!(!targets.is_empty());
+    for target in targets {
+        let pointer = target.strip_prefix('#').unwrap_or_else(|| panic!("external ref {target}"));
+        assert!(raw.pointer(pointer).is_some(), "dangling $ref {target}");
+    }
+
+    // Documented (method, path) pairs versus the routes the router serves.
+    let mut documented = BTreeSet::new();
+    for (path, item) in &doc.paths.paths {
+        let openapiv3::ReferenceOr::Item(item) = item else { panic!("{path} is a reference") };
+        for (method, operation) in item.iter() {
+            assert!(!operation.responses.responses.is_empty(), "{method} {path}: no responses");
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let mut served: BTreeSet<(String, String)> =
+        routes().into_iter().map(|(m, p, _)| (m.to_string(), p.to_owned())).collect();
+    served.insert(("GET".into(), OPENAPI_PATH.into()));
+    assert_eq!(documented, served, "openapi.json and api::routes() differ");
+
+    // Each documented operation is really served: with a valid token it is never
+    // the fallback's 404 nor a 405.
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let http = reqwest::Client::new();
+    for (method, path) in &documented {
+        let url = server.at(&path.replace("{ticket_id}", "nope"));
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let (status, body) =
+            Call::new(&http).key("k").send(method.clone(), &url, Some("{}".into())).await;
+        assert!(
+            status != 405 && body["error"] != "no such endpoint",
+            "{method} {path}: {status} {body}"
+        );
+    }
+    // Served without a token, byte for byte the file.
+    let served = http.get(server.at(OPENAPI_PATH)).send().await?;
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["content-type"], "application/json");
+    assert_eq!(served.text().await?, OPENAPI);
+    server.stop().await
+}
