@@ -644,7 +644,14 @@ pub(crate) mod tests {
         // No polling: only the start and the notification can wake it.
         let config = DispatcherConfig { poll_interval: Duration::from_secs(3600), ..fast() };
         let running = Running::start(&agent.store, central.client(TOKEN)?, config);
-        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        // The counters follow the durable removal: wait for both.
+        eventually("the outbox is empty and counted", || {
+            agent.store.outbox_len() == 0 && {
+                let s = running.status.snapshot();
+                s.sent == 7
+            }
+        })
+        .await?;
         assert_eq!(central.control.requests(), 7, "one request per entry, no more");
         let list = central.list().await?;
         assert_eq!(keys(&list), three_tickets_keys());
@@ -661,7 +668,10 @@ pub(crate) mod tests {
         let late = event("swh-02", "recovered", EventKind::Recovered)?;
         agent.queue(std::slice::from_ref(&late))?;
         running.notify.notify_one();
-        eventually("the late event is delivered", || agent.store.outbox_len() == 0).await?;
+        eventually("the late event is delivered", || {
+            agent.store.outbox_len() == 0 && running.status.snapshot().sent == 8
+        })
+        .await?;
         let list = central.list().await?;
         assert_eq!(keys(&list)[1].1.last(), Some(&late.key));
         let status = running.status.snapshot();
@@ -680,7 +690,14 @@ pub(crate) mod tests {
         let agent = Agent::new()?;
         agent.queue(&three_tickets()?)?;
         let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
-        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        // The counters follow the durable removal: wait for both.
+        eventually("the outbox is empty and counted", || {
+            agent.store.outbox_len() == 0 && {
+                let s = running.status.snapshot();
+                s.sent == 7
+            }
+        })
+        .await?;
         assert_eq!(keys(&central.list().await?), three_tickets_keys());
         let status = running.status.snapshot();
         assert!(status.retried > 0, "{status:?}");
@@ -746,7 +763,14 @@ pub(crate) mod tests {
             event("swh-01", "recovered", EventKind::Recovered)?,
         ])?;
         let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
-        eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
+        // The counters follow the durable removal: wait for both.
+        eventually("the outbox is empty and counted", || {
+            agent.store.outbox_len() == 0 && {
+                let s = running.status.snapshot();
+                s.sent + s.dead_lettered == 5
+            }
+        })
+        .await?;
 
         let letters = agent.store.dead_letters()?;
         assert_eq!(letters.len(), 2, "{letters:?}");
