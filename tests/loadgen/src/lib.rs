@@ -88,6 +88,9 @@ pub struct Fleet {
     rng: Rng,
     /// Door cycle counters, per device.
     cycles: Vec<u64>,
+    /// Last `ts` per device: a device never sends two readings with the same `ts`
+    /// (the agent takes an identical (ts, payload) for a redelivery).
+    last_ts: Vec<i64>,
 }
 
 /// One reading ready to publish.
@@ -112,12 +115,16 @@ impl Fleet {
             next: 0,
             rng: Rng::new(seed),
             cycles: vec![40_000; devices.max(1)],
+            last_ts: vec![i64::MIN; devices.max(1)],
         }
     }
 
-    /// The next reading (devices in turn), stamped `ts_ms`.
+    /// The next reading (devices in turn), stamped `ts_ms`, or 1 ms after the device's
+    /// previous reading when that is later (bursts publish faster than 1 per ms).
     pub fn reading(&mut self, ts_ms: i64) -> Reading {
         let k = self.next;
+        let ts_ms = ts_ms.max(self.last_ts[k].saturating_add(1));
+        self.last_ts[k] = ts_ms;
         self.next = (self.next + 1) % self.devices;
         let i = self.first + k;
         let ty = i % 3;
