@@ -330,3 +330,50 @@ async fn publish_one(
     report.rate = report.acked as f64 / report.secs.max(1e-9);
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_fault_pct_of_readings_fault_with_their_type_s_codes() {
+        let mut fleet = Fleet::new("s", 0, 300, 5.0, 7);
+        let n = 30_000;
+        let mut faults = 0;
+        for k in 0..n {
+            let r = fleet.reading(1_000 + k);
+            let device = r.topic.split('/').nth(2).unwrap().to_owned();
+            let ty = ["swh", "door", "av"].iter().position(|p| device.starts_with(p)).unwrap();
+            if let Some(code) = r.fault {
+                faults += 1;
+                assert!(FAULTS[ty].contains(&code), "{code} on {device}");
+            }
+            assert!(serde_json::from_str::<serde_json::Value>(&r.payload).is_ok(), "{}", r.payload);
+        }
+        let pct = 100.0 * faults as f64 / n as f64;
+        assert!((4.5..5.5).contains(&pct), "{pct}% faulting readings");
+    }
+
+    #[test]
+    fn a_device_never_repeats_a_ts_even_within_one_millisecond() {
+        let mut fleet = Fleet::new("s", 0, 3, 0.0, 1);
+        let ts: Vec<i64> = (0..9)
+            .map(|_| {
+                let r = fleet.reading(5_000);
+                serde_json::from_str::<serde_json::Value>(&r.payload).unwrap()["ts"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ts, [5_000, 5_000, 5_000, 5_001, 5_001, 5_001, 5_002, 5_002, 5_002]);
+    }
+
+    #[test]
+    fn the_inventory_lists_every_device_once() {
+        let text = inventory("s", 7);
+        for i in 0..7 {
+            assert_eq!(text.matches(&format!("id = \"{}\"\n", device_id(i))).count(), 1);
+        }
+        assert_eq!(text.matches("[[device]]").count(), 7);
+    }
+}
