@@ -78,8 +78,8 @@ pub struct Plan {
     pub every: Option<Span>,
     /// Usage trigger.
     pub meter: Option<MeterTrigger>,
-    /// What the visit checks.
-    pub checklist: Vec<String>,
+    /// What the visit checks (shared by the devices of a type: sites have thousands).
+    pub checklist: std::sync::Arc<[String]>,
 }
 
 /// What called for an inspection.

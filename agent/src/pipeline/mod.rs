@@ -275,6 +275,7 @@ impl Pipeline {
             .collect();
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut devices = HashMap::new();
+        let mut checklists = schedule::Checklists::new();
         for d in &config.inventory.devices {
             let (Some(plugin), Some(interrupting)) =
                 (plugins.get(&d.equipment_type), interrupting.get(d.equipment_type.as_str()))
@@ -302,7 +303,7 @@ impl Pipeline {
                 warranty,
                 settings,
                 interrupting: interrupting.clone(),
-                plans: schedule::plans(config, d, &desc.inspections),
+                plans: schedule::plans(config, d, &desc.inspections, &mut checklists),
             };
             devices.insert(d.id.clone(), ctx);
         }

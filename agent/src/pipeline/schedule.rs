@@ -2,6 +2,8 @@
 //! `maintenance::inspection`, driven by the pipeline's clock and meters), level-1
 //! downtime for the warranty extension, and the device archive.
 
+use std::sync::Arc;
+
 use crate::alarms::{Phase, Transition};
 use crate::config::{Config, Device};
 use crate::maintenance::Span;
@@ -44,10 +46,18 @@ pub enum CompleteError {
     Store(#[from] StoreError),
 }
 
+/// Checklists by (equipment type, plan id), shared by the devices of a type.
+pub(super) type Checklists = std::collections::HashMap<(String, String), Arc<[String]>>;
+
 /// A device's inspection plans: its plugin's, merged with config overrides (type,
 /// then device); disabled plans and plans for a setting the device does not have
 /// are left out.
-pub(super) fn plans(config: &Config, d: &Device, declared: &[InspectionPlan]) -> Vec<Plan> {
+pub(super) fn plans(
+    config: &Config,
+    d: &Device,
+    declared: &[InspectionPlan],
+    checklists: &mut Checklists,
+) -> Vec<Plan> {
     if !config.inspections.enabled {
         return Vec::new();
     }
@@ -80,7 +90,10 @@ pub(super) fn plans(config: &Config, d: &Device, declared: &[InspectionPlan]) ->
                 title: p.title.clone(),
                 every,
                 meter,
-                checklist: p.checklist.clone(),
+                checklist: checklists
+                    .entry((d.equipment_type.clone(), p.id.clone()))
+                    .or_insert_with(|| p.checklist.clone().into())
+                    .clone(),
             })
         })
         .collect()

@@ -31,7 +31,7 @@ fn plan(every: Option<Span>, meter: Option<(&str, MeterRule)>) -> Plan {
         title: "P".into(),
         every,
         meter: meter.map(|(m, rule)| MeterTrigger { meter: m.into(), rule }),
-        checklist: vec!["look".into()],
+        checklist: vec!["look".to_owned()].into(),
     }
 }
 
