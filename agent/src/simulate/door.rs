@@ -111,8 +111,14 @@ impl Door {
         door
     }
 
+    /// Adds an action; at equal times telemetry comes last, so a reading reports the
+    /// state after what happened at that instant.
     fn schedule(&mut self, t: i64, act: Act) {
-        let at = self.agenda.partition_point(|(x, _)| *x <= t);
+        let at = if act == Act::Telemetry {
+            self.agenda.partition_point(|(x, _)| *x <= t)
+        } else {
+            self.agenda.partition_point(|(x, a)| *x < t || (*x == t && *a != Act::Telemetry))
+        };
         self.agenda.insert(at, (t, act));
     }
 

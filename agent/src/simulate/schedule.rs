@@ -140,6 +140,9 @@ impl FaultWindow {
     }
 }
 
+/// A fault of the demo plan: code, onset and length in event minutes.
+type Planned = (&'static str, i64, i64);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
@@ -280,7 +283,7 @@ impl Schedule {
     pub fn demo(inventory: &Inventory) -> Self {
         const M: i64 = 60_000;
         // (code, at, for) in event minutes. Codes that need sun or night come later.
-        let plans: [(&str, &[(&str, i64, i64)]); 3] = [
+        let plans: [(&str, &[Planned]); 3] = [
             (
                 super::solar::TYPE,
                 &[

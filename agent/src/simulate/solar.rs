@@ -23,7 +23,7 @@
 //! - `water_supply_abnormal`: the refill valve is open but no water comes.
 //! - `heater_failure`: the heater is switched on but its element is dead (the tank
 //!   does not warm unless the sun warms it).
-//! - `insulation_degraded`: the tank loses heat 15 times faster.
+//! - `insulation_degraded`: the tank loses heat 25 times faster.
 //! - `sensor_fault`: the collector probe reads -127 °C (open circuit).
 //! - `controller_error`: the controller reports error code 21.
 
@@ -106,7 +106,7 @@ impl Solar {
             area_m2: volume_l / 60.0,
             // The backup element heats the full tank about 17 °C an hour.
             heater_w: volume_l * 20.0,
-            ua_w_k: 1.5 + rng.random_range(0.0..1.0),
+            ua_w_k: 1.0 + rng.random_range(0.0..0.5),
             cloud: rng.random_range(0.8..1.0),
             ambient_c,
             collector_c: ambient_c + clear_sky(h) * 0.1,
@@ -226,7 +226,7 @@ impl Solar {
         let solar_w = if circulating { self.area_m2 * irradiance * 0.6 * gain / 0.12 } else { 0.0 };
         // Heat leaves through the wetted part of the wall (and the lid).
         let wetted = 0.3 + 0.7 * self.level_pct / 100.0;
-        let ua = wetted * if on("insulation_degraded") { self.ua_w_k * 15.0 } else { self.ua_w_k };
+        let ua = wetted * if on("insulation_degraded") { self.ua_w_k * 25.0 } else { self.ua_w_k };
         let loss_w = ua * (self.tank_c - self.ambient_c);
         self.tank_c += (solar_w + heater_w - loss_w) * DT_S / (water_l * J_PER_L_K);
         let out_l = draw_l_min.min(water_l - 5.0).max(0.0);
