@@ -237,6 +237,9 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
     };
     let schedule = schedule(&inventory, opts.faults.is_none(), opts.faults.as_deref(), &[])?;
 
+    eprintln!(
+        "starting: MQTT broker, central service, agent (the first start compiles the plugins: a few seconds) ..."
+    );
     // Ports: all checked before anything starts.
     let api = free_addr(opts.api_listen, "--api-listen")?;
     let central_std = TcpListener::bind(opts.central_listen).with_context(|| {
@@ -416,8 +419,15 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         }
     }
 
-    // Stop in order: devices, agent (commits, delivers), central.
-    eprintln!("stopping: simulators, agent, central service ...");
+    // Stop in order: devices, agent (commits, delivers), central. A second Ctrl-C
+    // while stopping gives up on that.
+    eprintln!("stopping: simulators, agent, central service ... (Ctrl-C again to force)");
+    let force = tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("forced exit: the last batch may be redelivered and resent next time");
+            std::process::exit(130);
+        }
+    });
     stop_sim_tx.send_replace(true);
     if !sims_done {
         match sims.await {
@@ -453,6 +463,7 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
             Ok(Ok(())) => {}
         }
     }
+    force.abort();
     drop(broker);
     println!(
         "stopped: {} messages published, {} tickets at the central service; data kept in {}",

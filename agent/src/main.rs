@@ -233,8 +233,11 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo prints its own lines; its parts log only warnings unless TEND_LOG says.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
+    // The demo prints its own lines; its parts log only warnings unless TEND_LOG says
+    // (and the embedded broker's logs, which report every closed connection as an
+    // error, not at all).
+    let default_level =
+        if matches!(cli.command, Command::Demo { .. }) { "warn,rumqttd=off" } else { "info" };
     init_logging(cli.log_json, default_level);
     match run(cli) {
         Ok(code) => code,
