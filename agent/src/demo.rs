@@ -199,18 +199,20 @@ fn abs(p: &Path) -> anyhow::Result<PathBuf> {
 
 /// Runs the demo until `shutdown` completes (or a part fails).
 pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    // Data directory.
-    let data_dir = match &opts.data_dir {
+    // Data directory. A temporary one is removed again if the demo does not start.
+    let (data_dir, mut temp) = match &opts.data_dir {
         Some(d) => {
             std::fs::create_dir_all(d)
                 .with_context(|| format!("creating the data directory {}", d.display()))?;
-            abs(d)?
+            (abs(d)?, None)
         }
-        None => tempfile::Builder::new()
-            .prefix("tend-demo-")
-            .tempdir()
-            .context("creating a temporary data directory")?
-            .keep(),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("tend-demo-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
+            (t.path().to_owned(), Some(t))
+        }
     };
 
     // Inventory, plugins, schedule.
@@ -236,6 +238,9 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         )?)?,
     };
     let schedule = schedule(&inventory, opts.faults.is_none(), opts.faults.as_deref(), &[])?;
+    // Refuse a bad speed or an unsimulated device type before anything starts.
+    SimClock::new(0, opts.speed)?;
+    Simulator::new(&inventory, &schedule, opts.seed, 0)?;
 
     eprintln!(
         "starting: MQTT broker, central service, agent (the first start compiles the plugins: a few seconds) ..."
@@ -362,6 +367,10 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
             let _ = stop_sim_rx.wait_for(|s| *s).await;
         }));
 
+    if let Some(t) = temp.take() {
+        // Started: the data stays for the user to look at.
+        let _ = t.keep();
+    }
     if started {
         print_banner(
             &inventory,
