@@ -24,12 +24,16 @@
 //!   (group commit, flush, then ack), outbox dispatcher, ticket sync, graceful shutdown.
 //! - [`report`]: the operations register (`tend report`): period, model, Markdown and HTML.
 //! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
+//! - [`simulate`]: device simulators with injected faults on an accelerated clock
+//!   (`tend simulate`).
+//! - [`demo`]: `tend demo`: broker, central service, simulators and agent in one process.
 
 pub mod alarms;
 pub mod api;
 pub mod app;
 pub mod central;
 pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod local;
 pub mod maintenance;
@@ -37,6 +41,7 @@ pub mod pipeline;
 pub mod plugins;
 pub mod report;
 pub mod run;
+pub mod simulate;
 pub mod store;
 pub mod tickets;
 pub mod trace;

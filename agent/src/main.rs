@@ -59,6 +59,74 @@ enum Command {
         #[arg(long, env = "TEND_DESK_TOKEN")]
         desk_token: Option<String>,
     },
+    /// Simulated devices of a site inventory publishing over MQTT, with injected faults,
+    /// on an accelerated clock (payload times are event time).
+    Simulate {
+        /// The site inventory whose devices to simulate.
+        #[arg(long)]
+        inventory: PathBuf,
+        /// The broker to publish to.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        mqtt: String,
+        /// Event seconds per real second (60: an hour of event time per real minute).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Seed of the random numbers (the same seed gives the same messages).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A fault schedule (TOML: [[fault]] device, code, at, for; repeat_every).
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// A fault: DEVICE:CODE:AT:FOR, e.g. swh-roof-a1:overheat:1h:3h (repeatable).
+        #[arg(long = "fault", value_name = "DEVICE:CODE:AT:FOR")]
+        fault: Vec<String>,
+        /// Add the demo's fault schedule (faults of every device type).
+        #[arg(long)]
+        demo_faults: bool,
+        /// Event time at the start, RFC 3339 (default: now). Event time behind the
+        /// wall clock makes a live agent take the devices for silent.
+        #[arg(long)]
+        start: Option<jiff::Timestamp>,
+        /// Stop after this much event time (e.g. 2h, 3d).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Print the messages as trace lines on stdout instead of publishing, as fast
+        /// as they are generated (needs --duration); feed them to `tend replay`.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Everything on one machine: embedded broker, central service with its desk page,
+    /// simulated devices of a demo site with faults, and the agent. Ctrl-C stops it.
+    Demo {
+        /// Where to keep the data (default: a new temporary directory, kept).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Site inventory (default: the built-in demo site, configs/demo-site.toml).
+        #[arg(long)]
+        inventory: Option<PathBuf>,
+        /// Directory of the compiled plugins (default: target/plugins, here or next
+        /// to the binary).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Fault schedule (default: the demo schedule).
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// Event seconds per real second.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Seed of the simulators.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The embedded MQTT broker's address.
+        #[arg(long, default_value = "127.0.0.1:11883")]
+        mqtt_listen: std::net::SocketAddr,
+        /// The central service's (and desk page's) address.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        central_listen: std::net::SocketAddr,
+        /// The agent's status API address.
+        #[arg(long, default_value = "127.0.0.1:19464")]
+        api_listen: std::net::SocketAddr,
+    },
     /// Develop and inspect equipment plugins.
     Plugin {
         #[command(subcommand)]
@@ -165,7 +233,12 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // The demo prints its own lines; its parts log only warnings unless TEND_LOG says
+    // (and the embedded broker's logs, which report every closed connection as an
+    // error, not at all).
+    let default_level =
+        if matches!(cli.command, Command::Demo { .. }) { "warn,rumqttd=off" } else { "info" };
+    init_logging(cli.log_json, default_level);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -175,9 +248,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TEND_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -211,6 +284,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let line = rt.block_on(tend::local::complete(&config, completion))?;
             println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            inventory,
+            mqtt,
+            speed,
+            seed,
+            faults,
+            fault,
+            demo_faults,
+            start,
+            duration,
+            print,
+        } => {
+            let opts = tend::demo::SimulateOptions {
+                inventory,
+                mqtt,
+                speed,
+                seed,
+                faults,
+                fault,
+                demo_faults,
+                start,
+                duration,
+                print,
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(tend::demo::simulate(opts, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            data_dir,
+            inventory,
+            plugins,
+            faults,
+            speed,
+            seed,
+            mqtt_listen,
+            central_listen,
+            api_listen,
+        } => {
+            let opts = tend::demo::DemoOptions {
+                data_dir,
+                inventory,
+                plugins,
+                faults,
+                speed,
+                seed,
+                mqtt_listen,
+                central_listen,
+                api_listen,
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(tend::demo::demo(opts, shutdown_signal()))?;
+            // rumqttd has no shutdown: its threads end with the process, now.
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { config, trace } => {
