@@ -87,6 +87,25 @@ pub struct SimulateOptions {
     pub print: bool,
 }
 
+/// The built-in demo site, with two devices' commissioning moved so that an
+/// inspection is due this week (the desk shows inspection tickets at once):
+/// `swh-roof-1`'s semiannual and `av-hall`'s quarterly plan, due in three days.
+pub fn demo_inventory(now: jiff::Timestamp) -> String {
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
+    let due = now.to_zoned_datetime(tz).date().checked_add(jiff::Span::new().days(3));
+    let back = |months: i64| {
+        due.and_then(|d| d.checked_sub(jiff::Span::new().months(months)))
+            .map(|d| format!("commissioned = {d}"))
+    };
+    let mut text = DEMO_INVENTORY.to_owned();
+    for (line, months) in [("commissioned = 2025-03-01", 6), ("commissioned = 2025-04-01", 3)] {
+        if let Some(moved) = back(months) {
+            text = text.replacen(line, &moved, 1);
+        }
+    }
+    text
+}
+
 fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
     Inventory::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -220,7 +239,7 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
         Some(p) => abs(p)?,
         None => {
             let p = data_dir.join("demo-site.toml");
-            std::fs::write(&p, DEMO_INVENTORY)
+            std::fs::write(&p, demo_inventory(jiff::Timestamp::now()))
                 .with_context(|| format!("writing {}", p.display()))?;
             p
         }
@@ -623,4 +642,21 @@ impl Watcher {
 /// `HH:MM` of an RFC 3339 time (event time, in the site's offset).
 fn hhmm(v: &Value) -> String {
     v.as_str().and_then(|s| s.get(11..16)).unwrap_or("--:--").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_site_has_inspections_due_this_week() {
+        let now: jiff::Timestamp = "2026-11-24T02:00:00Z".parse().unwrap();
+        let text = demo_inventory(now);
+        let today = jiff::civil::date(2026, 11, 24);
+        let inv = Inventory::from_str(&text, Path::new("demo-site.toml"), today).unwrap();
+        let commissioned = |id: &str| inv.device(id).unwrap().commissioned;
+        assert_eq!(commissioned("swh-roof-1"), jiff::civil::date(2026, 5, 27));
+        assert_eq!(commissioned("av-hall"), jiff::civil::date(2026, 8, 27));
+        assert_eq!(inv.devices.len(), 9);
+    }
 }
