@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod central;
+mod faults;
+mod harness;
 mod inspections;
 mod live;
 mod pipeline;
