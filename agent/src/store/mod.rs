@@ -37,12 +37,15 @@ pub const RECENT_MESSAGES: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// sled failed (I/O, corruption, full disk ...).
-    #[error("store at {dir}: {source}")]
+    ///
+    /// sled's error is part of the message and deliberately not a `source`: an
+    /// error chain would print it twice ("store at DIR: IO error: X: IO error: X").
+    #[error("store at {dir}: {error}")]
     Sled {
         /// The data directory.
         dir: String,
         /// sled's error.
-        source: sled::Error,
+        error: sled::Error,
     },
     /// A record could not be decoded.
     #[error("store at {dir}: record `{key}` in `{tree}` is unreadable: {reason}")]
@@ -299,7 +302,7 @@ impl Store {
     /// `cache_capacity` bytes (sled's default is 1 GB).
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, StoreError> {
         let name = dir.display().to_string();
-        let err = |source| StoreError::Sled { dir: name.clone(), source };
+        let err = |error| StoreError::Sled { dir: name.clone(), error };
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity)
@@ -320,7 +323,7 @@ impl Store {
     }
 
     fn sled_err(&self, source: sled::Error) -> StoreError {
-        StoreError::Sled { dir: self.dir.clone(), source }
+        StoreError::Sled { dir: self.dir.clone(), error: source }
     }
 
     fn corrupt(&self, tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
