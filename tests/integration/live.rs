@@ -202,7 +202,7 @@ async fn live_close_on_the_desk_ends_the_agents_episode() {
     for (i, trace) in trace_messages().iter().enumerate() {
         publish(mosquitto.port, &format!("publisher-{i}"), trace).await;
     }
-    expect_tickets(&central, &site).await;
+    expect_tickets(&central, &site, &fixture_traces()).await;
     let open_tickets = || async {
         let s: serde_json::Value =
             reqwest::get(format!("{api}/status")).await.unwrap().json().await.unwrap();
