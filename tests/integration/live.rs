@@ -1,281 +1,23 @@
 //! `tend run` end to end: a real Mosquitto, the real central service (in process), the
 //! real `tend` binary with the real wasm plugins; fixture traces published with QoS 1.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tend::central::{CentralConfig, TicketList, TicketRecord};
-use tend::tickets::model::EventKind;
 use tend_tests::mosquitto::Mosquitto;
-use tend_tests::plugins::REPO_ROOT;
-use tend_tests::site::{TestSite, test_site};
 
-const TOKEN: &str = "tok";
-/// Longest wait for anything the tests expect to happen.
-const WAIT: Duration = Duration::from_secs(90);
+use super::harness::{
+    Agent, Central, DeviceTrace, Site, TOKEN, WAIT, device_traces, expect_tickets, publish,
+    terminate,
+};
 
-const TRACES: [&str; 3] = [
-    "plugins/solar-water-heater/traces/overheat.jsonl",
-    "plugins/door-controller/traces/tamper.jsonl",
-    "plugins/av-system/traces/amp_protect.jsonl",
-];
-const TICKETS: [&str; 3] =
-    ["test-site.swh-1.overheat.1", "test-site.door-1.tamper.1", "test-site.av-1.amp_protect.1"];
-
-/// The central service in process; stops when dropped.
-struct Central {
-    url: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Central {
-    async fn start() -> Self {
-        Self::start_on(0).await
-    }
-
-    /// On a given port (0: any free one).
-    async fn start_on(port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let cfg = CentralConfig::new(dir.path().join("central"), TOKEN);
-        tokio::spawn(async move {
-            tend::central::serve(listener, cfg, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self { url, _stop: stop, _dir: dir }
-    }
-
-    async fn tickets(&self) -> Vec<TicketRecord> {
-        let client = reqwest::Client::new();
-        let Ok(resp) =
-            client.get(format!("{}/api/v1/tickets", self.url)).bearer_auth(TOKEN).send().await
-        else {
-            return Vec::new();
-        };
-        resp.json::<TicketList>().await.map(|l| l.tickets).unwrap_or_default()
-    }
-}
-
-/// A site directory: config, inventory, plugins, data.
-/// The shared test site (tests/src/site.rs) plus the agent's logs.
-struct Site {
-    site: TestSite,
-}
-
-impl Site {
-    fn new(mqtt_port: u16, central_url: &str) -> Self {
-        let mqtt = format!("mqtt://127.0.0.1:{mqtt_port}");
-        // Inspections off: these tests count fault tickets, and the test devices'
-        // schedules (commissioned 2026-01-01) open tickets on some calendar dates.
-        let extra = "[offline]\nafter = \"1h\"\n\n[inspections]\nenabled = false\n";
-        let site = test_site(central_url, &mqtt, extra).unwrap();
-        Self { site }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.site.config.clone()
-    }
-
-    /// Starts `tend run`; its log goes to `agent-N.log`.
-    fn start_agent(&self, n: u32) -> Child {
-        let log = File::create(self.site.dir.path().join(format!("agent-{n}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_tend"))
-            .arg("--log-json")
-            .arg("run")
-            .arg("--config")
-            .arg(self.config())
-            .env("TEND_LOG", "info")
-            .env_remove("TEND_MQTT_URL")
-            .env_remove("TEND_CENTRAL_URL")
-            .env_remove("TEND_CENTRAL_TOKEN")
-            .env_remove("TEND_DATA_DIR")
-            .env_remove("TEND_INVENTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    }
-
-    /// Waits until the agent says its subscription is confirmed.
-    async fn wait_subscribed(&self) {
-        let deadline = Instant::now() + WAIT;
-        while !self.logs().contains("\"mqtt_ready\":true") {
-            assert!(Instant::now() < deadline, "agent did not subscribe\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The status API's base URL, from the agent's log (it listens on a free port).
-    fn api_url(&self) -> String {
-        let logs = self.logs();
-        let line =
-            logs.lines().find(|l| l.contains("status API")).unwrap_or_else(|| panic!("{logs}"));
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        format!("http://{}", v["fields"]["listen"].as_str().unwrap())
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for n in 1..=2 {
-            if let Ok(s) =
-                std::fs::read_to_string(self.site.dir.path().join(format!("agent-{n}.log")))
-            {
-                out.push_str(&format!("--- agent-{n}.log\n{s}"));
-            }
-        }
-        out
-    }
+/// The test site's three devices, a fixture trace each.
+fn fixture_traces() -> Vec<DeviceTrace> {
+    device_traces(1)
 }
 
 /// Every trace line as (topic, payload bytes), trace by trace.
 fn trace_messages() -> Vec<Vec<(String, Vec<u8>)>> {
-    TRACES
-        .iter()
-        .map(|t| {
-            let text = std::fs::read_to_string(Path::new(REPO_ROOT).join(t)).unwrap();
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| {
-                    let line: tend::trace::TraceLine = serde_json::from_str(l).unwrap();
-                    let payload = line.payload_bytes();
-                    (line.topic, payload)
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Publishes with QoS 1, in order, and returns once the broker acked every message.
-async fn publish(port: u16, id: &str, messages: &[(String, Vec<u8>)]) {
-    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut event_loop) = AsyncClient::new(opts, 64);
-    let total = messages.len();
-    let poller = tokio::spawn(async move {
-        let mut acked = 0;
-        while acked < total {
-            match event_loop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => panic!("publisher: {e}"),
-            }
-        }
-        event_loop
-    });
-    for (topic, payload) in messages {
-        client.publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone()).await.unwrap();
-    }
-    let mut event_loop = tokio::time::timeout(WAIT, poller).await.expect("publish acks").unwrap();
-    client.disconnect().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(2), event_loop.poll()).await;
-}
-
-/// The expected tickets: each exactly once, each with its events, amp_protect
-/// escalated to 1 and recovered (what `tend replay` gives for the same traces).
-fn check_tickets(tickets: &[TicketRecord]) -> Result<(), String> {
-    let mut by_id: BTreeMap<&str, Vec<&TicketRecord>> = BTreeMap::new();
-    for t in tickets {
-        by_id.entry(t.ticket.ticket_id.as_str()).or_default().push(t);
-    }
-    for id in TICKETS {
-        let Some(ts) = by_id.get(id) else { return Err(format!("{id} missing")) };
-        if ts.len() != 1 {
-            return Err(format!("{id} arrived {} times", ts.len()));
-        }
-        let t = ts[0];
-        let kinds: Vec<&EventKind> = t.events.iter().map(|e| &e.event.kind).collect();
-        let expected: &[EventKind] = if id.ends_with("amp_protect.1") {
-            &[EventKind::Escalated { severity: 1 }, EventKind::Recovered]
-        } else {
-            &[EventKind::Recovered]
-        };
-        if kinds.len() < expected.len() {
-            return Err(format!("{id} has not all its events yet: {kinds:?}"));
-        }
-        if !kinds.iter().copied().eq(expected.iter()) {
-            return Err(format!("{id} has duplicated or unexpected events: {kinds:?}"));
-        }
-        let mut keys: Vec<&str> = t.events.iter().map(|e| e.idempotency_key.as_str()).collect();
-        keys.sort_unstable();
-        let n = keys.len();
-        keys.dedup();
-        if keys.len() != n {
-            return Err(format!("{id} has duplicated events"));
-        }
-    }
-    Ok(())
-}
-
-/// Polls the central service until the expected tickets are there (panics with the
-/// agent's logs after [`WAIT`]), then checks they stay as they are for a moment.
-async fn expect_tickets(central: &Central, site: &Site) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let tickets = central.tickets().await;
-        match check_tickets(&tickets) {
-            Ok(()) => break,
-            Err(e) if e.contains("times") || e.contains("unexpected") => {
-                panic!("{e}\n{tickets:#?}\n{}", site.logs())
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "{e}\n{tickets:#?}\n{}", site.logs());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    // Nothing arrives twice a little later either.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let tickets = central.tickets().await;
-    if let Err(e) = check_tickets(&tickets) {
-        panic!("{e}\n{tickets:#?}\n{}", site.logs());
-    }
-    let unexpected: Vec<&str> = tickets
-        .iter()
-        .map(|t| t.ticket.ticket_id.as_str())
-        .filter(|id| !TICKETS.contains(id))
-        .collect();
-    assert!(unexpected.is_empty(), "unexpected tickets {unexpected:?}\n{}", site.logs());
-}
-
-/// SIGTERM, then the exit status (within [`WAIT`]).
-fn terminate(child: &mut Child) -> ExitStatus {
-    let pid = child.id().to_string();
-    let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(ok.success());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tend run did not stop after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child for sure when a test fails.
-struct Agent(Option<Child>);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    fixture_traces().into_iter().map(|t| t.messages).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +35,7 @@ async fn live_tickets_arrive_exactly_once() {
     for (i, trace) in trace_messages().iter().enumerate() {
         publish(mosquitto.port, &format!("publisher-{i}"), trace).await;
     }
-    expect_tickets(&central, &site).await;
+    expect_tickets(&central, &site, &fixture_traces()).await;
     // The status API tells the same story: everything processed and delivered.
     let published: usize = trace_messages().iter().map(Vec::len).sum();
     let deadline = Instant::now() + WAIT;
@@ -369,7 +111,7 @@ async fn live_survives_kill_9_midway() {
         publish(mosquitto.port, &format!("publisher-b{i}"), &trace[half..]).await;
     }
     agent.0 = Some(site.start_agent(2));
-    expect_tickets(&central, &site).await;
+    expect_tickets(&central, &site, &fixture_traces()).await;
     let status = terminate(agent.0.as_mut().unwrap());
     agent.0 = None;
     assert!(status.success(), "tend run exited with {status}\n{}", site.logs());
@@ -402,7 +144,7 @@ async fn live_central_down_then_up_delivers_everything_in_order() {
     }
     // The service comes up: every ticket arrives once, its events in order.
     let central = Central::start_on(port).await;
-    expect_tickets(&central, &site).await;
+    expect_tickets(&central, &site, &fixture_traces()).await;
     let status = terminate(agent.0.as_mut().unwrap());
     agent.0 = None;
     assert!(status.success(), "tend run exited with {status}\n{}", site.logs());
@@ -431,7 +173,7 @@ async fn live_broker_restart_loses_no_message() {
     for (i, trace) in traces.iter().enumerate() {
         publish(mosquitto.port, &format!("publisher-b{i}"), &trace[trace.len() / 2..]).await;
     }
-    expect_tickets(&central, &site).await;
+    expect_tickets(&central, &site, &fixture_traces()).await;
     let published: usize = traces.iter().map(Vec::len).sum();
     let s: serde_json::Value =
         reqwest::get(format!("{api}/status")).await.unwrap().json().await.unwrap();
@@ -460,7 +202,7 @@ async fn live_close_on_the_desk_ends_the_agents_episode() {
     for (i, trace) in trace_messages().iter().enumerate() {
         publish(mosquitto.port, &format!("publisher-{i}"), trace).await;
     }
-    expect_tickets(&central, &site).await;
+    expect_tickets(&central, &site, &fixture_traces()).await;
     let open_tickets = || async {
         let s: serde_json::Value =
             reqwest::get(format!("{api}/status")).await.unwrap().json().await.unwrap();

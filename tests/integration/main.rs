@@ -7,6 +7,8 @@
 
 mod central;
 mod demo;
+mod faults;
+mod harness;
 mod inspections;
 mod live;
 mod pipeline;

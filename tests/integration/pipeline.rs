@@ -173,3 +173,53 @@ fn the_fourth_repair_of_the_same_fault_in_warranty_recommends_replacement() {
     };
     assert_eq!((count("fault_opened"), count("ticket_closed")), (4, 4), "{history:#?}");
 }
+
+#[test]
+fn stale_redelivery_beyond_the_recent_window_raises_nothing_again() {
+    // A broker restored from old persistence (a crash after its last autosave)
+    // delivers again every message since: a fault episode that recovered long ago
+    // must not recur, and nothing is sent twice.
+    let site = test_site_with(
+        "http://127.0.0.1:9",
+        "mqtt://127.0.0.1:1",
+        "[offline]\nafter = \"400d\"\n\n[inspections]\nenabled = false\n",
+        "",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(fixture("solar-water-heater", "overheat")).unwrap();
+    let mut msgs = Vec::new();
+    for line in text.lines() {
+        let l: tend::trace::TraceLine = serde_json::from_str(line).unwrap();
+        let payload = l.payload_bytes();
+        let ts = tend::ingest::event_time_ms(&payload).unwrap();
+        msgs.push(Incoming { topic: l.topic, payload, arrival_ms: ts });
+    }
+    // Then 100 normal readings a minute apart (more than the device remembers).
+    let last = text.lines().last().unwrap();
+    let last = serde_json::from_str::<tend::trace::TraceLine>(last).unwrap().payload;
+    let t_last = msgs.last().unwrap().arrival_ms;
+    for i in 1..=100i64 {
+        let mut p = last.clone();
+        let ts = t_last + i * 60_000;
+        p["ts"] = serde_json::json!(ts);
+        let payload = serde_json::to_vec(&p).unwrap();
+        msgs.push(Incoming { topic: msgs[0].topic.clone(), payload, arrival_ms: ts });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(&site, dir.path(), msgs[0].arrival_ms);
+    let mut first = Vec::new();
+    for chunk in msgs.chunks(16) {
+        first.extend(p.process(chunk.to_vec()).unwrap());
+    }
+    let keys: Vec<&str> = first.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["test-site/swh-1/overheat/1", "test-site/swh-1/overheat/1/recovered/1784089800000"]
+    );
+    let mut again = Vec::new();
+    for chunk in msgs.chunks(16) {
+        again.extend(p.process(chunk.to_vec()).unwrap());
+    }
+    assert!(again.is_empty(), "sent again: {again:#?}");
+    assert_eq!(p.counters().duplicates, msgs.len() as u64);
+}

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where Debian installs the broker.
@@ -119,8 +120,29 @@ impl Drop for Mosquitto {
     }
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below the kernel's ephemeral range.
+///
+/// Not one the kernel hands out (`127.0.0.1:0`): while a test's server is down on
+/// such a port, a client retrying it can be given that very port as its own local
+/// port and connect to itself (TCP simultaneous open), and any other test's
+/// outgoing connection can take it; either way the server cannot come back.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let base = 10_000u32.min(low / 2);
+    let span = low.saturating_sub(base).max(1);
+    // Different processes (parallel test runs) start at different places.
+    let mut x =
+        std::process::id().wrapping_mul(2_654_435_761) ^ NEXT.fetch_add(7919, Ordering::Relaxed);
+    for _ in 0..2000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let port = (base + (x >> 8) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {low}");
 }

@@ -15,7 +15,18 @@ pub enum EventTimeError {
     /// `ts` is neither RFC 3339 with offset nor integer milliseconds.
     #[error("`ts` is neither RFC 3339 with offset nor integer milliseconds: {0}")]
     Invalid(String),
+    /// `ts` is a time tickets cannot carry (before 1970 or after 9999).
+    #[error("`ts` {0} is outside 1970-01-01 .. 9999-12-30 (a device clock that is not set?)")]
+    OutOfRange(String),
 }
+
+/// The earliest event time accepted: the Unix epoch (a device whose clock was never
+/// set reports 1970; anything before is a broken clock).
+pub const EARLIEST_MS: i64 = 0;
+/// The latest event time accepted, 9999-12-30T00:00:00Z: a day short of the last
+/// time RFC 3339 (four-digit years) can write, so that every time derived from it
+/// (clear hold, escalation) in any site's offset still goes on the wire.
+pub const LATEST_MS: i64 = 253_402_128_000_000;
 
 #[derive(Deserialize)]
 struct OnlyTs {
@@ -36,8 +47,18 @@ pub fn event_time_ms(payload: &[u8]) -> Result<i64, EventTimeError> {
     }
 }
 
-/// Converts a `ts` JSON value to milliseconds.
+/// Converts a `ts` JSON value to milliseconds, within [`EARLIEST_MS`] ..=
+/// [`LATEST_MS`].
 pub fn ts_value_ms(v: &serde_json::Value) -> Result<i64, EventTimeError> {
+    let ms = any_ts_ms(v)?;
+    if (EARLIEST_MS..=LATEST_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(EventTimeError::OutOfRange(v.to_string().chars().take(40).collect()))
+    }
+}
+
+fn any_ts_ms(v: &serde_json::Value) -> Result<i64, EventTimeError> {
     match v {
         serde_json::Value::Number(n) => {
             if let Some(i) = n.as_i64() {
@@ -90,5 +111,28 @@ mod tests {
         ));
         assert!(matches!(event_time_ms(br#"{"ts":1.5}"#), Err(EventTimeError::Invalid(_))));
         assert!(matches!(event_time_ms(br#"{"ts":true}"#), Err(EventTimeError::Invalid(_))));
+    }
+
+    /// Found by the `ticket_builder` fuzz target: an event time in year -4651 made a
+    /// ticket event whose `at` (`-004651-11-24T17:36:56.28+08:06`) no RFC 3339 parser,
+    /// the central service's included, reads; the request would be refused for good.
+    #[test]
+    fn a_ts_tickets_cannot_carry_is_refused() {
+        for ts in [
+            "-208900000000000",
+            "-1",
+            "253402300799999",
+            "9000000000000000",
+            "\"1969-12-31T23:59:59Z\"",
+        ] {
+            let payload = format!(r#"{{"ts":{ts}}}"#);
+            assert!(
+                matches!(event_time_ms(payload.as_bytes()), Err(EventTimeError::OutOfRange(_))),
+                "{ts}"
+            );
+        }
+        assert_eq!(event_time_ms(br#"{"ts":0}"#), Ok(0));
+        assert_eq!(event_time_ms(br#"{"ts":"9999-12-30T00:00:00Z"}"#), Ok(LATEST_MS));
+        assert!(event_time_ms(br#"{"ts":"9999-12-30T00:00:00.001Z"}"#).is_err());
     }
 }

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::alarms::Transition;
+use crate::ingest::event_time::{EARLIEST_MS, LATEST_MS};
 use crate::maintenance::calendar::BusinessCalendar;
 use crate::maintenance::inspection::{MeterRule, Occurrence, Plan, Trigger};
 use crate::maintenance::sla::SlaTable;
@@ -117,7 +118,7 @@ pub fn build(
                 inv.contract_until,
                 downtime,
             );
-            let occurrence = closed_before + 1;
+            let occurrence = closed_before.saturating_add(1);
             let replace =
                 warranty::replacement_recommended(occurrence, *closed_before, in_warranty);
             let mut description = condition
@@ -168,8 +169,11 @@ pub fn build(
                 due_at: None,
                 evidence: condition
                     .map(|c| {
+                        // A plugin's evidence time the wire cannot carry is dropped
+                        // (the ticket still goes out; see `event_time::LATEST_MS`).
                         c.evidence
                             .iter()
+                            .filter(|e| (EARLIEST_MS..=LATEST_MS).contains(&e.ts_ms))
                             .map(|e| Evidence {
                                 ts: wire_time(e.ts_ms, tz),
                                 field: e.field.clone(),
@@ -456,5 +460,67 @@ fn wire_coverage(c: warranty::Coverage) -> Coverage {
         warranty::Coverage::Warranty => Coverage::Warranty,
         warranty::Coverage::Contract => Coverage::Contract,
         warranty::Coverage::Billable => Coverage::Billable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Found by the `ticket_builder` fuzz target (an event in year -4651 was written
+    /// as `-004651-11-24T17:36:56.28+08:06`): every time the ingest accepts, plus the
+    /// longest hold after it, goes on the wire as RFC 3339 that reads back.
+    #[test]
+    fn wire_time_of_any_accepted_event_time_reads_back() {
+        for zone in ["Asia/Shanghai", "America/Los_Angeles", "Pacific/Kiritimati", "UTC"] {
+            let tz = TimeZone::get(zone).unwrap();
+            for ms in [EARLIEST_MS, 1, LATEST_MS, LATEST_MS + 12 * 3_600_000] {
+                let wire = serde_json::to_value(wire_time(ms, &tz)).unwrap();
+                let back: WireTime = serde_json::from_value(wire.clone())
+                    .unwrap_or_else(|e| panic!("{zone} {ms}: {wire} does not read back: {e}"));
+                assert_eq!(back.as_str(), wire.as_str().unwrap());
+            }
+        }
+    }
+
+    /// Found by the `ticket_builder` fuzz target: `closed_before + 1` overflowed
+    /// (a panic in debug builds, occurrence 0 in release).
+    #[test]
+    fn an_opening_after_u32_max_closed_episodes_is_built() {
+        let read = |_: &std::path::Path| Ok(crate::config::EXAMPLE_INVENTORY.to_owned());
+        let env = |_: &str| None;
+        let sources = crate::config::Sources {
+            env: &env,
+            read: &read,
+            today: jiff::civil::date(2026, 11, 24),
+        };
+        let text = include_str!("../../../configs/agent.toml");
+        let config = crate::config::Config::from_str(
+            text,
+            std::path::Path::new("/site/agent.toml"),
+            &sources,
+        )
+        .unwrap();
+        let site = crate::pipeline::site_facts(&config).unwrap();
+        let device = &config.inventory.devices[0];
+        let warranty = WarrantyTerms::default();
+        let facts = DeviceFacts {
+            inventory: device,
+            warranty: &warranty,
+            downtime: &[],
+            next_inspection: None,
+        };
+        let fault = FaultFacts { title: "Fault", component: "main_unit" };
+        let opened = Transition::Opened {
+            code: "overheat".into(),
+            episode: 1,
+            severity: 2,
+            at: 1_795_312_800_000,
+            closed_before: u32::MAX,
+        };
+        let entry = build(&site, &facts, &fault, &opened, None);
+        assert_eq!(entry.body()["occurrence"], u32::MAX);
     }
 }

@@ -60,7 +60,9 @@ pub struct Counters {
     pub unknown_device: u64,
     /// Payloads without a usable `ts`, or rejected by the plugin.
     pub invalid: u64,
-    /// Redelivered messages recognised and skipped.
+    /// Redelivered messages recognised and skipped (including messages older than
+    /// the device's last [`RECENT_MESSAGES`](crate::store::RECENT_MESSAGES), which
+    /// cannot be told from redeliveries).
     pub duplicates: u64,
     /// Plugin failures (trap, deadline, memory, bad output, quarantine).
     pub plugin_failures: u64,

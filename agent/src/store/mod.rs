@@ -37,12 +37,15 @@ pub const RECENT_MESSAGES: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// sled failed (I/O, corruption, full disk ...).
-    #[error("store at {dir}: {source}")]
+    ///
+    /// sled's error is part of the message and deliberately not a `source`: an
+    /// error chain would print it twice ("store at DIR: IO error: X: IO error: X").
+    #[error("store at {dir}: {error}")]
     Sled {
         /// The data directory.
         dir: String,
         /// sled's error.
-        source: sled::Error,
+        error: sled::Error,
     },
     /// A record could not be decoded.
     #[error("store at {dir}: record `{key}` in `{tree}` is unreadable: {reason}")]
@@ -112,9 +115,20 @@ impl DeviceRecord {
         out
     }
 
-    /// True if this (ts, digest) was processed already; otherwise remembers it.
+    /// True if this (ts, digest) was processed already, or is older than every
+    /// message remembered once the memory is full; otherwise remembers it.
+    ///
+    /// Older than the horizon, a redelivery cannot be told from a new message: a
+    /// broker restored from stale persistence (Mosquitto saves every 30 min by
+    /// default, then loses what it acked since on a crash) sends every device's
+    /// last hours again, and judging them again would raise faults that already
+    /// recovered (a false `recurred`, a second ticket). A maintenance engineer wants
+    /// them ignored; a reading that late says nothing about the device now anyway.
     pub fn seen_before(&mut self, ts_ms: i64, digest: u64) -> bool {
         if self.recent.contains(&(ts_ms, digest)) {
+            return true;
+        }
+        if self.recent.len() >= RECENT_MESSAGES && self.recent.iter().all(|(t, _)| ts_ms < *t) {
             return true;
         }
         self.recent.push_back((ts_ms, digest));
@@ -288,7 +302,7 @@ impl Store {
     /// `cache_capacity` bytes (sled's default is 1 GB).
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, StoreError> {
         let name = dir.display().to_string();
-        let err = |source| StoreError::Sled { dir: name.clone(), source };
+        let err = |error| StoreError::Sled { dir: name.clone(), error };
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity)
@@ -309,7 +323,7 @@ impl Store {
     }
 
     fn sled_err(&self, source: sled::Error) -> StoreError {
-        StoreError::Sled { dir: self.dir.clone(), source }
+        StoreError::Sled { dir: self.dir.clone(), error: source }
     }
 
     fn corrupt(&self, tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
@@ -596,6 +610,34 @@ mod tests {
             assert!(!rec.seen_before(i, 7));
         }
         assert_eq!(rec.recent.len(), RECENT_MESSAGES);
-        assert!(!rec.seen_before(0, 7), "the oldest were forgotten");
+        // The oldest were forgotten; anything that old counts as seen.
+        assert!(rec.seen_before(0, 7));
+        assert!(rec.seen_before(9, 8));
+        assert_eq!(rec.recent.len(), RECENT_MESSAGES);
+    }
+
+    #[test]
+    fn stale_redelivery_beyond_the_recent_window_is_recognised() {
+        let mut rec = DeviceRecord::new(0);
+        let n = RECENT_MESSAGES as i64 * 3;
+        for i in 0..n {
+            assert!(!rec.seen_before(i * 1000, i as u64));
+        }
+        // A broker back from old persistence sends everything again, in order.
+        for i in 0..n {
+            assert!(rec.seen_before(i * 1000, i as u64), "message {i} judged twice");
+        }
+        // New messages, and late ones inside the window, still count.
+        assert!(!rec.seen_before(n * 1000, 1));
+        assert!(!rec.seen_before((n - 2) * 1000 + 1, 2));
+    }
+
+    #[test]
+    fn a_device_with_few_messages_keeps_late_ones() {
+        // Until the memory is full it holds the device's whole history: an older
+        // message not in it is new.
+        let mut rec = DeviceRecord::new(0);
+        assert!(!rec.seen_before(5000, 1));
+        assert!(!rec.seen_before(1000, 2));
     }
 }
