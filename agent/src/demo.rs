@@ -92,9 +92,9 @@ pub struct SimulateOptions {
 /// `swh-roof-1`'s semiannual and `av-hall`'s quarterly plan, due in three days.
 pub fn demo_inventory(now: jiff::Timestamp) -> String {
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
-    let due = now.to_zoned_datetime(tz).date().checked_add(jiff::Span::new().days(3));
+    let due = now.to_zoned_datetime(tz).date().checked_add(jiff::Span::new().days(3)).ok();
     let back = |months: i64| {
-        due.and_then(|d| d.checked_sub(jiff::Span::new().months(months)))
+        due.and_then(|d| d.checked_sub(jiff::Span::new().months(months)).ok())
             .map(|d| format!("commissioned = {d}"))
     };
     let mut text = DEMO_INVENTORY.to_owned();
