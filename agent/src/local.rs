@@ -232,6 +232,11 @@ pub mod text {
             .unwrap_or_else(|_| "?".into())
     }
 
+    /// A meter reading for people: whole numbers as they are, others to 0.1.
+    fn reading(v: f64) -> String {
+        if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.1}") }
+    }
+
     /// One word on the device's state.
     pub fn status(d: &DeviceArchive) -> String {
         if d.offline_since_ms.is_some() {
@@ -340,7 +345,8 @@ pub mod text {
             let _ = writeln!(o, "last seen     {}", when(seen, &tz));
         }
         if !d.meters.is_empty() {
-            let m: Vec<String> = d.meters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let m: Vec<String> =
+                d.meters.iter().map(|(k, v)| format!("{k} {}", reading(*v))).collect();
             let _ = writeln!(o, "meters        {}", m.join(", "));
         }
         let _ = writeln!(o, "downtime      {} d (extends the warranty)", d.downtime_days);
@@ -442,7 +448,8 @@ pub mod text {
                 ("inspection OVERDUE", format!("{plan} was due {}", when(*due_ms, tz)))
             }
             ArchiveEvent::InspectionCompleted { plan, source, note, meters, .. } => {
-                let m: Vec<String> = meters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                let m: Vec<String> =
+                    meters.iter().map(|(k, v)| format!("{k} {}", reading(*v))).collect();
                 let mut s = format!("{plan} ({source})");
                 if !m.is_empty() {
                     s.push_str(&format!(", meters: {}", m.join(", ")));

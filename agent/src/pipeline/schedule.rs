@@ -386,10 +386,11 @@ impl Pipeline {
                     }
                 })
                 .collect();
-            let downtime_days = ctx
-                .warranty
-                .end_for(warranty::MAIN_UNIT, d.commissioned, 0)
-                .map_or(0, |end| warranty::downtime_extension_days(&downtime, end, tz));
+            // All level-1 time, whole days rounded up (what extends a warranty that
+            // is still running; each component's line shows its own extension).
+            let down_ms: i64 = downtime.iter().map(|(a, b)| (b - a).max(0)).sum();
+            let downtime_days =
+                u32::try_from((down_ms + 86_399_999) / 86_400_000).unwrap_or(u32::MAX);
             let inspections = ctx
                 .plans
                 .iter()

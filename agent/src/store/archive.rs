@@ -239,7 +239,8 @@ pub struct DeviceArchive {
     pub open_faults: Vec<OpenFault>,
     /// Latest meter readings.
     pub meters: BTreeMap<String, f64>,
-    /// Whole days of level-1 downtime that extend the warranty.
+    /// Whole days of level-1 downtime (partial days rounded up); each warranty line
+    /// shows the extension it earned.
     pub downtime_days: u32,
     /// Warranty per component, extension included.
     pub warranty: Vec<WarrantyLine>,
