@@ -39,51 +39,73 @@ const AGENT_READY_WAIT: Duration = Duration::from_secs(30);
 /// File in the data directory holding the simulators' event time.
 const CLOCK_FILE: &str = "simulator-clock";
 
-/// Options of `tend demo`.
-#[derive(Debug, Clone)]
+/// Options of `tend demo` (also its command-line arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// Where everything keeps its data; a new temporary directory when `None`.
+    /// Where to keep the data (default: a new temporary directory, kept).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The site inventory; the built-in demo site when `None`.
+    /// Site inventory (default: the built-in demo site, configs/demo-site.toml).
+    #[arg(long)]
     pub inventory: Option<PathBuf>,
-    /// Directory of the compiled plugins; searched for when `None`.
+    /// Directory of the compiled plugins (default: target/plugins, here or next
+    /// to the binary).
+    #[arg(long)]
     pub plugins: Option<PathBuf>,
-    /// A fault schedule (TOML); the demo schedule when `None`.
+    /// Fault schedule (default: the demo schedule).
+    #[arg(long)]
     pub faults: Option<PathBuf>,
     /// Event seconds per real second.
+    #[arg(long, default_value_t = 60.0)]
     pub speed: f64,
     /// Seed of the simulators.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The embedded broker's address.
+    /// The embedded MQTT broker's address.
+    #[arg(long, default_value = "127.0.0.1:11883")]
     pub mqtt_listen: SocketAddr,
     /// The central service's (and desk page's) address.
+    #[arg(long, default_value = "127.0.0.1:18080")]
     pub central_listen: SocketAddr,
     /// The agent's status API address.
+    #[arg(long, default_value = "127.0.0.1:19464")]
     pub api_listen: SocketAddr,
 }
 
-/// Options of `tend simulate`.
-#[derive(Debug, Clone)]
+/// Options of `tend simulate` (also its command-line arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct SimulateOptions {
-    /// The site inventory.
+    /// The site inventory whose devices to simulate.
+    #[arg(long)]
     pub inventory: PathBuf,
-    /// The broker (`mqtt://host:port`).
+    /// The broker to publish to.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt: String,
-    /// Event seconds per real second.
+    /// Event seconds per real second (60: an hour of event time per real minute).
+    #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// Seed.
+    /// Seed of the random numbers (the same seed gives the same messages).
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// A fault schedule file.
+    /// A fault schedule (TOML: [[fault]] device, code, at, for; repeat_every).
+    #[arg(long)]
     pub faults: Option<PathBuf>,
-    /// `DEVICE:CODE:AT:FOR` faults.
+    /// A fault: DEVICE:CODE:AT:FOR, e.g. swh-roof-a1:overheat:1h:3h (repeatable).
+    #[arg(long = "fault", value_name = "DEVICE:CODE:AT:FOR")]
     pub fault: Vec<String>,
-    /// Use the demo schedule (with any `faults` / `fault` added).
+    /// Add the demo's fault schedule (faults of every device type).
+    #[arg(long)]
     pub demo_faults: bool,
-    /// Event time at the start (default: now).
+    /// Event time at the start, RFC 3339 (default: now). Event time behind the
+    /// wall clock makes a live agent take the devices for silent.
+    #[arg(long)]
     pub start: Option<jiff::Timestamp>,
-    /// Stop after this much event time.
+    /// Stop after this much event time (e.g. 2h, 3d).
+    #[arg(long)]
     pub duration: Option<String>,
-    /// Write trace lines to stdout instead of publishing (needs `duration`).
+    /// Print the messages as trace lines on stdout instead of publishing, as fast
+    /// as they are generated (needs --duration); feed them to `tend replay`.
+    #[arg(long)]
     pub print: bool,
 }
 

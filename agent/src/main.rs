@@ -61,72 +61,10 @@ enum Command {
     },
     /// Simulated devices of a site inventory publishing over MQTT, with injected faults,
     /// on an accelerated clock (payload times are event time).
-    Simulate {
-        /// The site inventory whose devices to simulate.
-        #[arg(long)]
-        inventory: PathBuf,
-        /// The broker to publish to.
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-        mqtt: String,
-        /// Event seconds per real second (60: an hour of event time per real minute).
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Seed of the random numbers (the same seed gives the same messages).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// A fault schedule (TOML: [[fault]] device, code, at, for; repeat_every).
-        #[arg(long)]
-        faults: Option<PathBuf>,
-        /// A fault: DEVICE:CODE:AT:FOR, e.g. swh-roof-a1:overheat:1h:3h (repeatable).
-        #[arg(long = "fault", value_name = "DEVICE:CODE:AT:FOR")]
-        fault: Vec<String>,
-        /// Add the demo's fault schedule (faults of every device type).
-        #[arg(long)]
-        demo_faults: bool,
-        /// Event time at the start, RFC 3339 (default: now). Event time behind the
-        /// wall clock makes a live agent take the devices for silent.
-        #[arg(long)]
-        start: Option<jiff::Timestamp>,
-        /// Stop after this much event time (e.g. 2h, 3d).
-        #[arg(long)]
-        duration: Option<String>,
-        /// Print the messages as trace lines on stdout instead of publishing, as fast
-        /// as they are generated (needs --duration); feed them to `tend replay`.
-        #[arg(long)]
-        print: bool,
-    },
+    Simulate(tend::demo::SimulateOptions),
     /// Everything on one machine: embedded broker, central service with its desk page,
     /// simulated devices of a demo site with faults, and the agent. Ctrl-C stops it.
-    Demo {
-        /// Where to keep the data (default: a new temporary directory, kept).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Site inventory (default: the built-in demo site, configs/demo-site.toml).
-        #[arg(long)]
-        inventory: Option<PathBuf>,
-        /// Directory of the compiled plugins (default: target/plugins, here or next
-        /// to the binary).
-        #[arg(long)]
-        plugins: Option<PathBuf>,
-        /// Fault schedule (default: the demo schedule).
-        #[arg(long)]
-        faults: Option<PathBuf>,
-        /// Event seconds per real second.
-        #[arg(long, default_value_t = 60.0)]
-        speed: f64,
-        /// Seed of the simulators.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The embedded MQTT broker's address.
-        #[arg(long, default_value = "127.0.0.1:11883")]
-        mqtt_listen: std::net::SocketAddr,
-        /// The central service's (and desk page's) address.
-        #[arg(long, default_value = "127.0.0.1:18080")]
-        central_listen: std::net::SocketAddr,
-        /// The agent's status API address.
-        #[arg(long, default_value = "127.0.0.1:19464")]
-        api_listen: std::net::SocketAddr,
-    },
+    Demo(tend::demo::DemoOptions),
     /// Develop and inspect equipment plugins.
     Plugin {
         #[command(subcommand)]
@@ -237,7 +175,7 @@ fn main() -> ExitCode {
     // (and the embedded broker's logs, which report every closed connection as an
     // error, not at all).
     let default_level =
-        if matches!(cli.command, Command::Demo { .. }) { "warn,rumqttd=off" } else { "info" };
+        if matches!(cli.command, Command::Demo(_)) { "warn,rumqttd=off" } else { "info" };
     init_logging(cli.log_json, default_level);
     match run(cli) {
         Ok(code) => code,
@@ -286,56 +224,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Simulate {
-            inventory,
-            mqtt,
-            speed,
-            seed,
-            faults,
-            fault,
-            demo_faults,
-            start,
-            duration,
-            print,
-        } => {
-            let opts = tend::demo::SimulateOptions {
-                inventory,
-                mqtt,
-                speed,
-                seed,
-                faults,
-                fault,
-                demo_faults,
-                start,
-                duration,
-                print,
-            };
+        Command::Simulate(opts) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(tend::demo::simulate(opts, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo {
-            data_dir,
-            inventory,
-            plugins,
-            faults,
-            speed,
-            seed,
-            mqtt_listen,
-            central_listen,
-            api_listen,
-        } => {
-            let opts = tend::demo::DemoOptions {
-                data_dir,
-                inventory,
-                plugins,
-                faults,
-                speed,
-                seed,
-                mqtt_listen,
-                central_listen,
-                api_listen,
-            };
+        Command::Demo(opts) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(tend::demo::demo(opts, shutdown_signal()))?;
             // rumqttd has no shutdown: its threads end with the process, now.

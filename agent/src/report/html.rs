@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::chart::{self, LEVEL_COLOURS};
 use super::markdown::counts;
+use super::model::FAULT_COLUMNS;
 use super::model::{
     DUE_SOON_DAYS, DeviceStatus, PlanState, Report, SlaStatus, WARRANTY_HORIZON_DAYS, hours,
 };
@@ -301,22 +302,7 @@ fn faults(s: &mut String, r: &Report) {
         none(s, "None.");
         return;
     }
-    head(
-        s,
-        "faults",
-        &[
-            "Opened",
-            "Device",
-            "Ticket",
-            "Fault",
-            "Level",
-            "Coverage",
-            "Acknowledged",
-            "Closed",
-            "Respond",
-            "Resolve",
-        ],
-    );
+    head(s, "faults", &FAULT_COLUMNS);
     for f in &r.faults {
         s.push_str("<tr>");
         nowrap(s, &r.time(Some(f.opened_ms)));

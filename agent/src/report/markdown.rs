@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::model::FAULT_COLUMNS;
 use super::model::{DUE_SOON_DAYS, LEVEL_NAMES, Report, SlaCounts, WARRANTY_HORIZON_DAYS, hours};
 
 /// Renders the register as Markdown.
@@ -96,18 +97,7 @@ pub fn render(r: &Report) -> String {
     } else {
         table(
             &mut s,
-            &[
-                "Opened",
-                "Device",
-                "Ticket",
-                "Fault",
-                "Level",
-                "Coverage",
-                "Acknowledged",
-                "Closed",
-                "Respond",
-                "Resolve",
-            ],
+            &FAULT_COLUMNS,
             r.faults.iter().map(|f| {
                 let level = if f.level == f.opened_level {
                     format!("L{}", f.level)

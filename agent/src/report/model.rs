@@ -525,6 +525,20 @@ pub fn build(archive: &SiteArchive, period: &Period) -> Result<Report, ReportErr
     })
 }
 
+/// Columns of the list of fault tickets, in both renderings.
+pub(crate) const FAULT_COLUMNS: [&str; 10] = [
+    "Opened",
+    "Device",
+    "Ticket",
+    "Fault",
+    "Level",
+    "Coverage",
+    "Acknowledged",
+    "Closed",
+    "Respond",
+    "Resolve",
+];
+
 impl Report {
     /// The one-line summary: `9 devices, 3 faults (1 critical), SLA 92% met, 4
     /// inspections done, 1 overdue, 5.5 h downtime`.

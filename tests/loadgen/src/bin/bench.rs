@@ -438,20 +438,7 @@ impl Bench {
         let agent = self.start_agent(site, o.devices).await?;
         self.wait_subscribed(&format!("tend-{site}"), &filter, 1)?;
         self.stop(agent)?;
-        let st = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-c",
-                "-i",
-                "bench-sub",
-                "-q",
-                "1",
-            ])
-            .args(["-t", &filter, "-E"])
-            .status()?;
+        let st = self.bench_sub().args(["-t", &filter, "-E"]).status()?;
         if !st.success() {
             bail!("mosquitto_sub could not create its session");
         }
@@ -471,18 +458,8 @@ impl Bench {
             }
             // 3. mosquitto_sub drains it.
             let out = self.work.join("sub-drain.txt");
-            let st = Command::new("mosquitto_sub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-c",
-                    "-i",
-                    "bench-sub",
-                    "-q",
-                    "1",
-                ])
+            let st = self
+                .bench_sub()
                 .args(["-t", &filter, "-C", &total.to_string(), "-F", "%U", "-W", "600"])
                 .stdout(File::create(&out)?)
                 .status()?;
@@ -817,6 +794,14 @@ impl Bench {
             "rss_peak_mib": peak_rss as f64 / 1024.0,
             "status_slowest_s": slowest_status, "status_failures": status_failures,
         }))
+    }
+
+    /// `mosquitto_sub` on the bench's persistent QoS 1 session `bench-sub`.
+    fn bench_sub(&self) -> Command {
+        let mut cmd = Command::new("mosquitto_sub");
+        let port = self.port.to_string();
+        cmd.args(["-h", "127.0.0.1", "-p", &port, "-c", "-i", "bench-sub", "-q", "1"]);
+        cmd
     }
 
     fn plugin(&self) -> anyhow::Result<Value> {
