@@ -10,8 +10,8 @@
 //! perf record -g target/release/deps/plugin_overhead-HASH --profile host1 solar
 //! ```
 //!
-//! For each reference plugin (compiled to `wasm32-wasip2` in release mode from source
-//! by `tend-tests`' build script) the bench:
+//! For each reference plugin (compiled to `wasm32-wasip2` from source with the `plugin`
+//! profile, release plus LTO, by `tend-tests`' build script) the bench:
 //!
 //! 1. builds a message stream from the plugin's fixture traces (`traces/*.jsonl`,
 //!    concatenated per device with event time shifted so it never goes backwards,
@@ -715,11 +715,7 @@ fn profile(subject: &Subject, mode: usize, opts: &Options) -> Result<()> {
     let (name, on_host, batch) = MODES[mode];
     let stream = build_stream(subject.equipment_type)?;
     let mut plugin: Box<dyn Evaluate> = if on_host {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        config.wasm_backtrace_max_frames(None);
+        let mut config = tend::plugins::engine::config();
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         // No epoch ticker: the deadline is never reached.
         let engine = wasmtime::Engine::new(&config)?;

@@ -26,13 +26,7 @@ impl PluginEngine {
     /// Builds the engine. `cache_dir`: where compiled components are kept across
     /// restarts (`None`: compile every time).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // A trapping guest's backtrace costs time and says little to an operator.
-        config.wasm_backtrace_max_frames(None);
-        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let engine = Engine::new(&config()).map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker_engine = engine.weak();
         std::thread::Builder::new()
             .name("tend-epoch".into())
@@ -99,6 +93,20 @@ impl PluginEngine {
         self.engine.precompile_compatibility_hash().hash(&mut h);
         format!("{}-{:016x}", hex::encode(Sha256::digest(bytes)), h.finish())
     }
+}
+
+/// The engine configuration of every plugin: components, epoch interruption (the
+/// call deadline), optimised code. Public so that a profiling run can start from the
+/// same settings (adding a perf map, say).
+pub fn config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // A check per loop and call: far cheaper than fuel, and enough for a deadline.
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // A trapping guest's backtrace costs time and says little to an operator.
+    config.wasm_backtrace_max_frames(None);
+    config
 }
 
 /// Epoch ticks for a deadline (at least one).

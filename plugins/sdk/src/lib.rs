@@ -61,7 +61,10 @@
 //! # fn main() {}
 //! ```
 
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+mod alloc;
 pub mod glue;
+mod mem;
 pub mod payload;
 pub mod runner;
 pub mod settings;
@@ -84,14 +87,16 @@ pub use payload::{Field, Payload};
 pub use settings::Settings;
 pub use types::*;
 
-/// The allocator of every plugin built for wasm with this SDK: talc, grown page by
-/// page with `memory.grow` (the host's memory limit still applies to every page).
-/// Rules allocate per message (payload maps, outcome strings); Rust's default on
-/// `wasm32-wasip2` goes through wasi-libc's dlmalloc, a few calls deeper and slower.
-/// The wasm guest is single-threaded, which is what this allocator requires.
+/// The allocator of every plugin built for wasm with this SDK: free lists per size
+/// class (see `alloc.rs`) in front of talc, grown page by page with `memory.grow`
+/// (the host's memory limit still applies to every page). Rules allocate per message
+/// (payload maps, outcome strings); Rust's default on `wasm32-wasip2` goes through
+/// wasi-libc's dlmalloc, a few calls deeper and slower. The wasm guest is
+/// single-threaded, which is what both layers require.
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: alloc::SizeClasses<talc::wasm::WasmDynamicTalc> =
+    alloc::SizeClasses::new(talc::wasm::new_wasm_dynamic_allocator());
 
 /// What a plugin author implements.
 pub trait Plugin {
