@@ -12,5 +12,5 @@ wasmtime::component::bindgen!({
 // (Description, Device, Message, Evaluation, BatchEvaluation, EvalError) here.
 pub use self::tend::plugin::types::{
     Category, Condition, Diagnosis, Evidence, FaultSpec, InspectionPlan, MessageKind, MeterReading,
-    MeterRule, MeterSpec, MeterTrigger, Outcome, Period, WarrantyDefault,
+    MeterRule, MeterSpec, MeterTrigger, Outcome, PackedBatchEvaluation, Period, WarrantyDefault,
 };

@@ -3,12 +3,16 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use wasmtime::component::{Component, Linker};
+use tend_plugin_sdk as sdk;
+use wasmtime::component::{Component, ComponentExportIndex, Func, Linker, TypedFunc};
 use wasmtime::{Engine, Store, Trap};
 
-use super::bindings::{BatchEvaluation, Description, Device, Message, Plugin, PluginPre};
+use super::bindings::{
+    BatchEvaluation, Description, Device, Message, PackedBatchEvaluation, Plugin, PluginPre,
+};
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
+use super::native;
 use super::sandbox::{HostState, Limits};
 
 /// Longest condition summary kept; longer ones are cut (a plugin cannot flood tickets).
@@ -64,9 +68,14 @@ pub struct PluginStats {
     pub instantiations: u64,
 }
 
+/// The export name of the `packed` interface (`wit/plugin.wit`, added in 0.1.x).
+const PACKED_INTERFACE: &str = "tend:plugin/packed@0.1.0";
+
 struct Live {
     store: Store<HostState>,
     bindings: Plugin,
+    /// `packed.evaluate-batch`, when the plugin exports it (Rust SDK plugins do).
+    packed: Option<Func>,
 }
 
 /// A loaded plugin. Not `Sync`: the pipeline owns it and calls it from one thread.
@@ -77,6 +86,8 @@ pub struct WasmPlugin {
     declared: Declared,
     engine: Engine,
     pre: PluginPre<HostState>,
+    /// Where `packed.evaluate-batch` is in the component, if it exports it.
+    packed: Option<ComponentExportIndex>,
     limits: Limits,
     live: Option<Live>,
     /// Times (pipeline clock) of recent failures, for the quarantine window.
@@ -99,7 +110,10 @@ impl WasmPlugin {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| inst_err(e.to_string()))?;
         let pre = linker.instantiate_pre(component).map_err(|e| inst_err(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| inst_err(format!("{e:#}")))?;
-        let mut live = instantiate(engine, &pre, &limits).map_err(inst_err)?;
+        let packed = component
+            .get_export_index(None, PACKED_INTERFACE)
+            .and_then(|i| component.get_export_index(Some(&i), "evaluate-batch"));
+        let mut live = instantiate(engine, &pre, packed.as_ref(), &limits).map_err(inst_err)?;
         live.store.set_epoch_deadline(deadline_ticks(limits.call_deadline));
         let description = live
             .bindings
@@ -116,6 +130,7 @@ impl WasmPlugin {
             description,
             engine: engine.clone(),
             pre,
+            packed,
             limits,
             live: Some(live),
             recent_failures: VecDeque::new(),
@@ -202,16 +217,35 @@ impl WasmPlugin {
             Some(l) => l,
             None => {
                 self.stats.instantiations += 1;
-                instantiate(&self.engine, &self.pre, &self.limits).map_err(|reason| {
-                    CallError::Restart { plugin: self.description.equipment_type.clone(), reason }
-                })?
+                instantiate(&self.engine, &self.pre, self.packed.as_ref(), &self.limits).map_err(
+                    |reason| CallError::Restart {
+                        plugin: self.description.equipment_type.clone(),
+                        reason,
+                    },
+                )?
             }
         };
         live.store.set_epoch_deadline(deadline_ticks(self.limits.call_deadline));
-        match live.bindings.call_evaluate_batch(&mut live.store, device, messages, state) {
-            Ok(b) => {
+        // Ok(Err(..)): the plugin answered, but with packed outcomes that do not decode.
+        let called = match live.packed {
+            Some(func) => call_packed(func, &mut live.store, device, messages, state),
+            None => {
+                live.bindings.call_evaluate_batch(&mut live.store, device, messages, state).map(Ok)
+            }
+        };
+        match called {
+            Ok(Ok(b)) => {
                 self.live = Some(live);
                 Ok(b)
+            }
+            // The plugin's fault, not the instance's state: keep the instance.
+            Ok(Err(reason)) => {
+                self.live = Some(live);
+                Err(CallError::BadOutput {
+                    plugin: self.description.equipment_type.clone(),
+                    device: device.id.clone(),
+                    reason,
+                })
             }
             // The instance is dropped: after a trap its memory may be inconsistent.
             Err(e) => Err(self.classify(e, &live.store, device)),
@@ -322,14 +356,50 @@ impl Declared {
 fn instantiate(
     engine: &Engine,
     pre: &PluginPre<HostState>,
+    packed: Option<&ComponentExportIndex>,
     limits: &Limits,
 ) -> Result<Live, String> {
     let mut store = Store::new(engine, HostState::new(limits));
     store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
     store.set_epoch_deadline(deadline_ticks(limits.call_deadline));
     store.epoch_deadline_trap();
-    let bindings = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-    Ok(Live { store, bindings })
+    let instance = pre.instance_pre().instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+    let bindings = Plugin::new(&mut store, &instance).map_err(|e| format!("{e:#}"))?;
+    let packed = packed.and_then(|i| instance.get_func(&mut store, i));
+    if let Some(func) = packed {
+        // A plugin whose `packed` interface does not match the contract is refused at
+        // load, not at its first message.
+        packed_typed(func, &store)
+            .map_err(|e| format!("`{PACKED_INTERFACE}#evaluate-batch`: {e:#}"))?;
+    }
+    Ok(Live { store, bindings, packed })
+}
+
+/// `packed.evaluate-batch`'s signature.
+type PackedFn<'a> =
+    TypedFunc<(&'a Device, &'a [Message], Option<&'a [u8]>), (PackedBatchEvaluation,)>;
+
+fn packed_typed<'a>(func: Func, store: &Store<HostState>) -> wasmtime::Result<PackedFn<'a>> {
+    func.typed(store)
+}
+
+/// Calls `packed.evaluate-batch` and unpacks its outcomes into the contract's types
+/// (`Err(reason)` inside: outcomes that do not decode).
+fn call_packed(
+    func: Func,
+    store: &mut Store<HostState>,
+    device: &Device,
+    messages: &[Message],
+    state: Option<&[u8]>,
+) -> wasmtime::Result<Result<BatchEvaluation, String>> {
+    let (packed,) = packed_typed(func, store)?.call(&mut *store, (device, messages, state))?;
+    Ok(sdk::packed::decode(&packed.outcomes).map(|outcomes| BatchEvaluation {
+        outcomes: outcomes
+            .into_iter()
+            .map(|r| r.map(native::outcome).map_err(native::error))
+            .collect(),
+        state: packed.state,
+    }))
 }
 
 fn truncate(s: &str, max: usize) -> &str {

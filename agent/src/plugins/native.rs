@@ -132,7 +132,9 @@ pub fn describe<P: sdk::Plugin>() -> wit::Description {
     }
 }
 
-fn outcome(o: sdk::Outcome) -> wit::Outcome {
+/// An outcome in the host's types (moved, not copied); also used for the wasm
+/// host's packed outcomes.
+pub(crate) fn outcome(o: sdk::Outcome) -> wit::Outcome {
     wit::Outcome {
         conditions: o
             .conditions
@@ -165,7 +167,8 @@ fn outcome(o: sdk::Outcome) -> wit::Outcome {
     }
 }
 
-fn error(e: sdk::EvalError) -> wit::EvalError {
+/// An evaluation error in the host's types.
+pub(crate) fn error(e: sdk::EvalError) -> wit::EvalError {
     match e {
         sdk::EvalError::BadPayload(m) => wit::EvalError::BadPayload(m),
         sdk::EvalError::BadSettings(m) => wit::EvalError::BadSettings(m),

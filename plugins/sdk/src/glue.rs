@@ -87,6 +87,19 @@ pub fn evaluate_batch<P: Plugin>(
     }
 }
 
+/// `packed.evaluate-batch` export: [`evaluate_batch`] with the outcomes in the
+/// [`crate::packed`] encoding.
+pub fn evaluate_batch_packed<P: Plugin>(
+    device: wit::Device,
+    messages: Vec<wit::Message>,
+    state: Option<Vec<u8>>,
+) -> wit::PackedBatchEvaluation {
+    let device = device_in(device);
+    let messages: Vec<Message> = messages.into_iter().map(message_in).collect();
+    let b = runner::evaluate_batch::<P>(&device, &messages, state.as_deref());
+    wit::PackedBatchEvaluation { outcomes: crate::packed::encode(&b.outcomes), state: b.state }
+}
+
 fn device_in(d: wit::Device) -> Device {
     Device { id: d.id, model: d.model, settings: d.settings }
 }

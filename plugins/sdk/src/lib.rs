@@ -13,6 +13,8 @@
 //! - [`time`]: durations in event time ([`time::Held`]) and time windows ([`time::Window`]).
 //! - [`runner`]: state (de)serialisation and batching, shared by the wasm glue and
 //!   native callers (tests, the host's native benchmark path).
+//! - [`packed`]: the byte encoding of a batch's outcomes (`packed.evaluate-batch`),
+//!   written by the wasm glue and read by the host.
 //! - [`bindings`] / [`glue`]: the `wit-bindgen` guest bindings and their conversion.
 //!
 //! # Example
@@ -65,17 +67,19 @@
 mod alloc;
 pub mod glue;
 mod mem;
+pub mod packed;
 pub mod payload;
 pub mod runner;
 pub mod settings;
 pub mod time;
 pub mod types;
 
-/// Guest bindings generated from `wit/plugin.wit` (used by [`export_plugin!`]).
+/// Guest bindings generated from `wit/plugin.wit`, world `plugin-packed` (`plugin`
+/// plus the `packed` interface; used by [`export_plugin!`]).
 #[allow(missing_docs, clippy::all, unsafe_code)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "plugin",
+        world: "plugin-packed",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "export_tend_bindings",
@@ -158,6 +162,16 @@ macro_rules! export_plugin {
                     state: Option<Vec<u8>>,
                 ) -> wit::BatchEvaluation {
                     $crate::glue::evaluate_batch::<TheTendPlugin>(device, messages, state)
+                }
+            }
+
+            impl $crate::bindings::exports::tend::plugin::packed::Guest for Export {
+                fn evaluate_batch(
+                    device: wit::Device,
+                    messages: Vec<wit::Message>,
+                    state: Option<Vec<u8>>,
+                ) -> wit::PackedBatchEvaluation {
+                    $crate::glue::evaluate_batch_packed::<TheTendPlugin>(device, messages, state)
                 }
             }
 
