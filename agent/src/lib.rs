@@ -27,6 +27,8 @@
 //! - [`simulate`]: device simulators with injected faults on an accelerated clock
 //!   (`tend simulate`).
 //! - [`demo`]: `tend demo`: broker, central service, simulators and agent in one process.
+//! - [`vecmap`]: the small sorted-vector map of per-device state (ten thousand devices
+//!   per site: no eleven-slot tree nodes for two entries).
 
 pub mod alarms;
 pub mod api;
@@ -45,3 +47,4 @@ pub mod simulate;
 pub mod store;
 pub mod tickets;
 pub mod trace;
+pub mod vecmap;

@@ -34,7 +34,7 @@ use crate::ingest::broker::start_embedded;
 use crate::ingest::mqtt::{self, Delivery, MqttSettings};
 use crate::local::LocalCommand;
 use crate::pipeline::{Incoming, Pipeline};
-use crate::store::{OutboxEntry, Store};
+use crate::store::Store;
 use crate::tickets::backoff::Backoff;
 use crate::tickets::sync::TicketAcknowledged;
 use crate::tickets::{
@@ -358,16 +358,16 @@ impl Worker {
                         .ticket_acknowledged(&a.ticket_id, &a.device, seen)
                         .with_context(|| format!("recording that ticket {} was acknowledged", a.ticket_id))?;
                     if new {
-                        self.flushed(&[])?;
+                        self.flushed(0)?;
                     }
                 }
                 Some(command) = self.commands.recv() => {
                     let entries = crate::local::apply(&mut self.pipeline, command, wall_ms());
-                    self.flushed(&entries)?;
+                    self.flushed(entries.len())?;
                 }
                 _ = tick.tick() => {
-                    let entries = self.pipeline.advance(wall_ms()).context("firing timers")?;
-                    self.flushed(&entries)?;
+                    let queued = self.pipeline.tick(wall_ms()).context("firing timers")?;
+                    self.flushed(queued)?;
                 }
             }
         }
@@ -406,11 +406,11 @@ impl Worker {
             acks.push(d.ack);
         }
         let n = incoming.len();
-        let entries = self
+        let queued = self
             .pipeline
-            .process(incoming)
+            .ingest(incoming)
             .with_context(|| format!("committing a batch of {n} messages"))?;
-        self.flushed(&entries)?;
+        self.flushed(queued)?;
         for ack in acks {
             ack.ack();
         }
@@ -432,7 +432,7 @@ impl Worker {
         match applied {
             Some(entries) => {
                 tracing::info!(ticket = %c.ticket_id, device = %c.device, "ticket closed at the central service");
-                self.flushed(&entries)
+                self.flushed(entries.len())
             }
             None => {
                 tracing::debug!(ticket = %c.ticket_id, "closed ticket no longer held; ignored");
@@ -442,13 +442,13 @@ impl Worker {
     }
 
     /// Flushes what was committed; wakes the dispatcher when requests were queued.
-    fn flushed(&mut self, entries: &[OutboxEntry]) -> anyhow::Result<()> {
+    fn flushed(&mut self, queued: usize) -> anyhow::Result<()> {
         self.pipeline.store().flush().context("flushing the store")?;
         *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = PipelineSnapshot {
             counters: self.pipeline.counters(),
             plugins: self.pipeline.plugin_report(),
         };
-        if !entries.is_empty() {
+        if queued > 0 {
             self.notify.notify_one();
         }
         Ok(())

@@ -104,7 +104,7 @@ fn a_poisonous_message_in_a_batch_costs_only_itself() {
     assert_eq!(keys, ["test-site/bad-1/bad_reading/1"]);
     // The meter advanced for the three good readings (state threaded through).
     let rec = &p.store().devices().unwrap()["bad-1"];
-    assert_eq!(rec.meters["messages"], 3.0);
+    assert_eq!(rec.record.meters.get("messages"), Some(&3.0));
 }
 
 /// The tamper fixture on `door-1`, moved by `shift_ms`.

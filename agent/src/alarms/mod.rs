@@ -31,7 +31,7 @@
 //! backwards: a late message is applied, but no transition of a code is dated before
 //! one already emitted for it.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -424,7 +424,7 @@ pub struct DeviceAlarms {
     /// episode because a closed ticket ends the episode, not the silence.
     offline_since: Option<i64>,
     /// Per code, ordered so iteration (and so output order) is deterministic.
-    codes: BTreeMap<String, CodeState>,
+    codes: VecMap<String, CodeState>,
 }
 
 impl DeviceAlarms {
@@ -432,7 +432,7 @@ impl DeviceAlarms {
     /// publishes it goes offline `offline_after` later (the agent's start when live,
     /// the trace's first message in replay).
     pub fn new(start_ms: i64) -> Self {
-        Self { now: start_ms, last_seen: start_ms, offline_since: None, codes: BTreeMap::new() }
+        Self { now: start_ms, last_seen: start_ms, offline_since: None, codes: VecMap::new() }
     }
 
     /// One message of the device at event time `ts` with the conditions the plugin
@@ -554,7 +554,7 @@ impl DeviceAlarms {
     }
 
     fn code_mut(&mut self, code: &str) -> &mut CodeState {
-        self.codes.entry(code.to_owned()).or_insert_with(CodeState::new)
+        self.codes.get_or_insert_with(code, CodeState::new)
     }
 
     /// Marks the device offline at `at` (if it is not already) and reports

@@ -163,7 +163,7 @@ fn minimal_config_takes_the_defaults() -> TestResult {
     assert_eq!(c.central.timeout, SignedDuration::from_secs(10));
     assert_eq!(c.central.backoff_max, SignedDuration::from_mins(5));
     assert_eq!(c.store.data_dir, Path::new("/site/data"));
-    assert_eq!(c.store.cache_capacity_bytes(), 64 << 20);
+    assert_eq!(c.store.cache_capacity_bytes(), 8 << 20);
     assert_eq!(c.plugins.dir, Path::new("/site/plugins"));
     assert_eq!(c.plugins.memory_mib, 64);
     assert_eq!(c.plugins.quarantine_failures, 3);

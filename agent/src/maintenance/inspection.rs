@@ -23,7 +23,7 @@
 //!   fires at once: the part needs replacing whatever the history.
 //! - Past its due time, an open inspection is overdue: reported once.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -247,7 +247,7 @@ impl Scheduling<'_> {
         &self,
         plan: &Plan,
         state: &mut PlanState,
-        meters: &BTreeMap<String, f64>,
+        meters: &VecMap<String, f64>,
         now_ms: i64,
     ) -> Result<Option<Action>, ScheduleError> {
         let reading = plan.meter.as_ref().and_then(|t| Some((t.rule, *meters.get(&t.meter)?)));
@@ -321,7 +321,7 @@ impl Scheduling<'_> {
         &self,
         plan: &Plan,
         state: &mut PlanState,
-        meters: &BTreeMap<String, f64>,
+        meters: &VecMap<String, f64>,
         at_ms: i64,
     ) -> Result<Option<Occurrence>, ScheduleError> {
         state.anchor = self.local_date(at_ms)?;

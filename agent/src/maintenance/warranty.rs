@@ -11,7 +11,7 @@
 //! - dates before commissioning count as in warranty (installation defects are the
 //!   installer's to fix for free).
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::fmt;
 
 use jiff::Timestamp;
@@ -69,7 +69,7 @@ impl fmt::Display for Coverage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WarrantyTerms {
     /// Component -> its own warranty span.
-    components: BTreeMap<String, Span>,
+    components: VecMap<String, Span>,
     /// Contract-wide minimum for every component, listed or not.
     all: Option<Span>,
 }
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(cov(date(2026, 9, 1), "electrical", &t, None), Coverage::Warranty);
         assert_eq!(cov(date(2026, 9, 2), "electrical", &t, None), Coverage::Billable);
         // Parsed spans, as the inventory writes them.
-        let parsed: BTreeMap<String, Span> =
+        let parsed: std::collections::BTreeMap<String, Span> =
             serde_json::from_str(r#"{"main_unit": "5y", "tubes": "90d"}"#).unwrap();
         let t = solar().with_overrides(parsed);
         assert_eq!(t.end_for(MAIN_UNIT, COMMISSIONED, 0), Some(date(2031, 3, 1)));

@@ -29,7 +29,7 @@ use crate::plugins::bindings::{Condition, Device, EvalError, Message, MessageKin
 use crate::plugins::{CallError, Limits, PluginSet};
 use crate::store::{
     ArchiveEntry, ArchiveEvent, Batch, DeviceRecord, OutboxEntry, Store, StoreError, TicketRef,
-    TicketSubject, digest,
+    TicketSubject, digest, encode_device,
 };
 
 use builder::{DeviceFacts, FaultFacts, SiteFacts};
@@ -162,6 +162,18 @@ impl LogGate {
     }
 }
 
+/// Devices whose timers fire in one transaction: a site where thousands of devices
+/// fall due at once (their inspections, at the first start) commits them in slices,
+/// not in one transaction holding every ticket in memory.
+const TIMER_SLICE: usize = 256;
+
+/// Marks a device changed (without allocating when it already is).
+fn mark(dirty: &mut BTreeSet<String>, id: &str) {
+    if !dirty.contains(id) {
+        dirty.insert(id.to_owned());
+    }
+}
+
 struct DeviceCtx {
     inventory: crate::config::Device,
     /// The device as handed to its plugin (built once).
@@ -191,10 +203,9 @@ pub struct Pipeline {
     store: Store,
     records: HashMap<String, DeviceRecord>,
     states: HashMap<String, Vec<u8>>,
-    /// Devices whose record / plugin state changed since the last commit: written
+    /// Devices whose record or plugin state changed since the last commit: written
     /// once per batch, however many of its messages touched them.
-    dirty_records: BTreeSet<String>,
-    dirty_states: BTreeSet<String>,
+    dirty: BTreeSet<String>,
     /// (deadline, device) for every device with a pending timer.
     deadlines: BTreeSet<(i64, String)>,
     deadline_of: HashMap<String, i64>,
@@ -315,11 +326,17 @@ impl Pipeline {
                 .map(|(ty, ids)| format!("equipment type `{ty}` (devices {})", ids.join(", ")));
             return Err(SetupError::NoPlugin(each.collect()));
         }
-        let mut records: HashMap<String, DeviceRecord> = store.devices()?.into_iter().collect();
+        let mut records = HashMap::new();
+        let mut states = HashMap::new();
+        for (id, entry) in store.devices()? {
+            if let Some(state) = entry.plugin_state {
+                states.insert(id.clone(), state);
+            }
+            records.insert(id, entry.record);
+        }
         for id in devices.keys() {
             records.entry(id.clone()).or_insert_with(|| DeviceRecord::new(start_ms));
         }
-        let states = store.plugin_states()?.into_iter().collect();
         let mut p = Self {
             site,
             topic,
@@ -328,8 +345,7 @@ impl Pipeline {
             store,
             records,
             states,
-            dirty_records: BTreeSet::new(),
-            dirty_states: BTreeSet::new(),
+            dirty: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             deadline_of: HashMap::new(),
             log_gate: LogGate::default(),
@@ -341,6 +357,12 @@ impl Pipeline {
         for id in ids {
             p.start_schedules(&id, start_ms);
             p.reschedule(&id);
+        }
+        // New schedules are written a slice at a time, not with the first batch.
+        let dirty: Vec<String> = std::mem::take(&mut p.dirty).into_iter().collect();
+        for slice in dirty.chunks(TIMER_SLICE) {
+            p.dirty.extend(slice.iter().cloned());
+            p.finish(Batch::default())?;
         }
         Ok(p)
     }
@@ -381,12 +403,34 @@ impl Pipeline {
     }
 
     /// Processes messages, then fires timers due by the latest clock, and commits
-    /// everything in one transaction (not flushed: the caller flushes before
-    /// acknowledging). Returns the requests queued, in order.
+    /// (not flushed: the caller flushes before acknowledging). Returns the requests
+    /// queued, in order.
+    ///
+    /// The messages' effects and the first [`TIMER_SLICE`] due devices share one
+    /// transaction; further due devices are committed a slice at a time, each device's
+    /// effects (record, tickets, outbox) always in one transaction.
     ///
     /// Each device's messages keep their order; a device's messages of the batch are
     /// judged by its plugin in one call (see [`Pipeline::judge`]).
     pub fn process(&mut self, msgs: Vec<Incoming>) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::new();
+        self.process_into(msgs, &mut |e| out.extend(e))?;
+        Ok(out)
+    }
+
+    /// [`Pipeline::process`] for the live agent: returns how many requests were
+    /// queued, holding none of them in memory.
+    pub fn ingest(&mut self, msgs: Vec<Incoming>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        self.process_into(msgs, &mut |e| n += e.len())?;
+        Ok(n)
+    }
+
+    fn process_into(
+        &mut self,
+        msgs: Vec<Incoming>,
+        sink: &mut dyn FnMut(Vec<OutboxEntry>),
+    ) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         let mut now = i64::MIN;
         let mut order: Vec<String> = Vec::new();
@@ -409,17 +453,46 @@ impl Pipeline {
                 self.run_device(&id, steps, now, &mut batch);
             }
         }
-        if now > i64::MIN {
-            self.fire_timers(now, &mut batch);
+        if now == i64::MIN {
+            sink(self.finish(batch)?);
+            return Ok(());
         }
-        self.finish(batch)
+        self.timers_into(now, batch, sink)
     }
 
-    /// Fires every timer due at `now` (offline, clear holds, escalations) and commits.
+    /// Fires every timer due at `now` (offline, clear holds, escalations, inspection
+    /// schedules) and commits, a slice of due devices per transaction.
     pub fn advance(&mut self, now_ms: i64) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut batch = Batch::default();
-        self.fire_timers(now_ms, &mut batch);
-        self.finish(batch)
+        let mut out = Vec::new();
+        self.timers_into(now_ms, Batch::default(), &mut |e| out.extend(e))?;
+        Ok(out)
+    }
+
+    /// [`Pipeline::advance`] for the live agent: returns how many requests were queued.
+    pub fn tick(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        self.timers_into(now_ms, Batch::default(), &mut |e| n += e.len())?;
+        Ok(n)
+    }
+
+    /// Fires the due timers (each due device once) and commits: the first slice of
+    /// devices with `batch`, then slice after slice.
+    fn timers_into(
+        &mut self,
+        now: i64,
+        mut batch: Batch,
+        sink: &mut dyn FnMut(Vec<OutboxEntry>),
+    ) -> Result<(), StoreError> {
+        let mut due = self.take_due(now).into_iter().peekable();
+        loop {
+            for id in due.by_ref().take(TIMER_SLICE) {
+                self.fire_device(&id, now, &mut batch);
+            }
+            sink(self.finish(std::mem::take(&mut batch))?);
+            if due.peek().is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// The central service closed a ticket: ends the fault episode, or completes the
@@ -449,7 +522,7 @@ impl Pipeline {
                 }
                 rec.open_tickets.remove(code);
                 rec.alarms.ticket_closed(code, *episode, closed_ms);
-                self.dirty_records.insert(device.to_owned());
+                mark(&mut self.dirty, device);
                 batch.archive.push((device.to_owned(), closed));
                 schedule::track_downtime(rec, device, &[], Some((code, closed_ms)), &mut batch);
             }
@@ -491,14 +564,16 @@ impl Pipeline {
     }
 
     fn finish(&mut self, mut batch: Batch) -> Result<Vec<OutboxEntry>, StoreError> {
-        for id in std::mem::take(&mut self.dirty_records) {
+        for id in std::mem::take(&mut self.dirty) {
             if let Some(rec) = self.records.get(&id) {
-                batch.devices.insert(id, rec.clone());
-            }
-        }
-        for id in std::mem::take(&mut self.dirty_states) {
-            if let Some(state) = self.states.get(&id) {
-                batch.plugin_states.insert(id, state.clone());
+                let state = self.states.get(&id).map(Vec::as_slice);
+                let value = encode_device(rec, state).map_err(|e| StoreError::Corrupt {
+                    dir: self.store.dir().to_owned(),
+                    tree: "devices",
+                    key: id.clone(),
+                    reason: e.to_string(),
+                })?;
+                batch.devices.push((id, value));
             }
         }
         self.store.commit(&batch)?;
@@ -553,7 +628,7 @@ impl Pipeline {
             self.counters.duplicates += 1;
             return None;
         }
-        self.dirty_records.insert(id.clone());
+        mark(&mut self.dirty, &id);
         let step = match kind {
             MessageKind::Status => {
                 let p = m.payload.trim_ascii();
@@ -641,7 +716,7 @@ impl Pipeline {
         match plugin.evaluate_batch(&ctx.wit, messages, state, now) {
             Ok(b) => {
                 self.states.insert(id.to_owned(), b.state);
-                self.dirty_states.insert(id.to_owned());
+                mark(&mut self.dirty, id);
                 b.outcomes.into_iter().map(Judged::from).collect()
             }
             Err(e) if messages.len() == 1 || matches!(e, CallError::Quarantined { .. }) => {
@@ -659,7 +734,7 @@ impl Pipeline {
                     match plugin.evaluate_batch(&ctx.wit, std::slice::from_ref(m), state, now) {
                         Ok(b) => {
                             self.states.insert(id.to_owned(), b.state);
-                            self.dirty_states.insert(id.to_owned());
+                            mark(&mut self.dirty, id);
                             out.extend(b.outcomes.into_iter().map(Judged::from));
                         }
                         Err(e) => out.push(Judged::Failed(e)),
@@ -704,32 +779,36 @@ impl Pipeline {
             .map(|c| Observation { code: &c.code, active: c.active, severity: c.severity })
             .collect();
         let transitions = rec.alarms.observe(ts, &observations, &ctx.meta(), &ctx.settings);
-        self.dirty_records.insert(id.to_owned());
+        mark(&mut self.dirty, id);
         self.emit(id, transitions, conditions, batch);
     }
 
-    /// Fires the timers due at `now`: alarm holds, escalations and offline, and
-    /// inspection schedules. Each due device is handled once per call.
-    fn fire_timers(&mut self, now: i64, batch: &mut Batch) {
+    /// Takes the devices whose timer is due at `now` (alarm holds, escalations,
+    /// offline, inspection schedules), earliest first.
+    fn take_due(&mut self, now: i64) -> Vec<String> {
         let mut due = Vec::new();
-        while let Some((deadline, id)) = self.deadlines.first().cloned() {
-            if deadline > now {
+        while let Some((deadline, _)) = self.deadlines.first() {
+            if *deadline > now {
                 break;
             }
-            self.deadlines.pop_first();
-            self.deadline_of.remove(&id);
-            due.push(id);
+            if let Some((_, id)) = self.deadlines.pop_first() {
+                self.deadline_of.remove(&id);
+                due.push(id);
+            }
         }
-        for id in due {
-            let (Some(ctx), Some(rec)) = (self.devices.get(&id), self.records.get_mut(&id)) else {
-                continue;
-            };
-            let transitions = rec.alarms.advance(now, &ctx.meta(), &ctx.settings);
-            self.dirty_records.insert(id.clone());
-            self.emit(&id, transitions, &[], batch);
-            self.inspect(&id, now, batch);
-            self.reschedule(&id);
-        }
+        due
+    }
+
+    /// Advances a due device's timers to `now`.
+    fn fire_device(&mut self, id: &str, now: i64, batch: &mut Batch) {
+        let (Some(ctx), Some(rec)) = (self.devices.get(id), self.records.get_mut(id)) else {
+            return;
+        };
+        let transitions = rec.alarms.advance(now, &ctx.meta(), &ctx.settings);
+        mark(&mut self.dirty, id);
+        self.emit(id, transitions, &[], batch);
+        self.inspect(id, now, batch);
+        self.reschedule(id);
     }
 
     /// Turns transitions into requests and reschedules the device's timers.
@@ -789,10 +868,8 @@ impl Pipeline {
         self.reschedule(id);
     }
 
+    /// Sets the device's next timer (alarms or inspections, whichever is first).
     fn reschedule(&mut self, id: &str) {
-        if let Some(old) = self.deadline_of.remove(id) {
-            self.deadlines.remove(&(old, id.to_owned()));
-        }
         let (Some(rec), Some(ctx)) = (self.records.get(id), self.devices.get(id)) else { return };
         let s = Scheduling { calendar: &self.site.calendar, lead: self.lead };
         let inspections =
@@ -802,6 +879,14 @@ impl Pipeline {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let old = self.deadline_of.get(id).copied();
+        if old == next {
+            return;
+        }
+        if let Some(old) = old {
+            self.deadline_of.remove(id);
+            self.deadlines.remove(&(old, id.to_owned()));
+        }
         if let Some(d) = next {
             self.deadlines.insert((d, id.to_owned()));
             self.deadline_of.insert(id.to_owned(), d);

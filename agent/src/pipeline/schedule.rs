@@ -22,8 +22,8 @@ use crate::store::{
 };
 use crate::tickets::model::{NewTicket, WireTime};
 
-use super::Pipeline;
 use super::builder::{self, DeviceFacts};
+use super::{Pipeline, mark};
 
 /// A local completion that cannot be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +175,7 @@ impl Pipeline {
             match s.start(plan, ctx.inventory.commissioned, start_ms) {
                 Ok(state) => {
                     rec.inspections.insert(plan.id.clone(), state);
-                    self.dirty_records.insert(id.to_owned());
+                    mark(&mut self.dirty, id);
                 }
                 Err(e) => tracing::error!(device = id, plan = %plan.id, "{e}"),
             }
@@ -207,7 +207,7 @@ impl Pipeline {
         if actions.is_empty() {
             return;
         }
-        self.dirty_records.insert(id.to_owned());
+        mark(&mut self.dirty, id);
         let downtime = self.records.get(id).map(|r| r.downtime_until(now)).unwrap_or_default();
         let facts = DeviceFacts {
             inventory: &ctx.inventory,
@@ -290,7 +290,7 @@ impl Pipeline {
                 return false;
             }
         };
-        self.dirty_records.insert(device.to_owned());
+        mark(&mut self.dirty, device);
         let local = ticket_id.is_none();
         let ticket = open
             .as_ref()
@@ -304,7 +304,7 @@ impl Pipeline {
                     ticket_id: ticket.clone(),
                     source: if local { "local" } else { "central" }.to_owned(),
                     note: note.map(str::to_owned),
-                    meters: rec.meters.clone(),
+                    meters: rec.meters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 },
             },
         ));
@@ -454,7 +454,7 @@ impl Pipeline {
                 last_seen_ms: (rec.recent.back().is_some()).then_some(seen),
                 offline_since_ms: rec.alarms.offline_since(),
                 open_faults,
-                meters: rec.meters.clone(),
+                meters: rec.meters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 downtime_days,
                 warranty,
                 inspections,

@@ -1,8 +1,11 @@
 //! The agent's durable state in sled; every sled call of the agent lives here.
 //!
 //! Trees:
-//! - `devices`: device id -> [`DeviceRecord`] (alarm state, meters, recent messages).
-//! - `plugin_state`: device id -> the plugin's opaque state bytes.
+//! - `devices`: device id -> the device's [`DeviceRecord`] (alarm state, meters,
+//!   schedules, recent messages) and its plugin's opaque state, in one value (see
+//!   [`DeviceEntry`]): one write per changed device and batch.
+//! - `plugin_state`: device id -> plugin state, as stores written before the combined
+//!   value kept it; read for devices whose value is still in the old (JSON) form.
 //! - `outbox`: big-endian sequence -> [`OutboxEntry`] (requests to the central service,
 //!   in the order they must be sent).
 //! - `dead`: sequence -> [`DeadLetter`] (requests the central service refused for good).
@@ -10,8 +13,9 @@
 //! - `archive`: device id, 0, big-endian sequence -> [`ArchiveEntry`] (the device
 //!   archive, oldest first per device).
 //!
-//! [`Store::commit`] writes a [`Batch`] to all trees in one transaction: plugin state,
-//! alarm state and the outbox never diverge. Durability comes from [`Store::flush`],
+//! [`Store::commit`] writes a [`Batch`] to all trees in one transaction (a batch that
+//! touches devices only is one atomic batch of that tree): plugin state, alarm state
+//! and the outbox never diverge. Durability comes from [`Store::flush`],
 //! called once per batch (group commit) before the MQTT messages are acknowledged.
 
 pub mod archive;
@@ -26,6 +30,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::alarms::DeviceAlarms;
 use crate::maintenance::inspection::PlanState;
 use crate::tickets::model::{CloseRequest, NewTicket, TicketEvent};
+use crate::vecmap::VecMap;
 
 pub use archive::{ArchiveEntry, ArchiveEvent};
 
@@ -68,17 +73,18 @@ pub struct DeviceRecord {
     pub alarms: DeviceAlarms,
     /// Latest meter values reported by the plugin.
     #[serde(default)]
-    pub meters: BTreeMap<String, f64>,
+    pub meters: VecMap<String, f64>,
     /// Recently processed messages (event time, payload digest): a redelivered
-    /// message is recognised and changes nothing.
-    #[serde(default)]
+    /// message is recognised and changes nothing. Stored as raw bytes beside the
+    /// record's JSON (see [`DeviceEntry`]); read from the JSON of older stores.
+    #[serde(default, skip_serializing)]
     pub recent: VecDeque<(i64, u64)>,
     /// Open tickets of this device by fault code: (ticket id, episode).
     #[serde(default)]
-    pub open_tickets: BTreeMap<String, (String, u32)>,
+    pub open_tickets: VecMap<String, (String, u32)>,
     /// Inspection schedules by plan id.
     #[serde(default)]
-    pub inspections: BTreeMap<String, PlanState>,
+    pub inspections: VecMap<String, PlanState>,
     /// Out of service (a level-1 fault active or clearing) since then.
     #[serde(default)]
     pub down_since: Option<i64>,
@@ -96,10 +102,10 @@ impl DeviceRecord {
     pub fn new(start_ms: i64) -> Self {
         Self {
             alarms: DeviceAlarms::new(start_ms),
-            meters: BTreeMap::new(),
+            meters: VecMap::new(),
             recent: VecDeque::new(),
-            open_tickets: BTreeMap::new(),
-            inspections: BTreeMap::new(),
+            open_tickets: VecMap::new(),
+            inspections: VecMap::new(),
             down_since: None,
             down_codes: std::collections::BTreeSet::new(),
             downtime: Vec::new(),
@@ -249,13 +255,100 @@ pub struct TicketRef {
     pub number: Option<String>,
 }
 
+/// A device's stored value: its record and its plugin's state.
+///
+/// Encoding (version 1): `0x01`, the record's JSON length (u32 LE), the record as
+/// JSON without `recent`, the number of recent messages (u16 LE) and each as event
+/// time (i64 LE) and digest (u64 LE), then `0x00` (no plugin state) or `0x01` and the
+/// state bytes to the end. The hot part (`recent`, the state) is copied, not
+/// formatted; the JSON part stays readable. A value starting with `{` is the older
+/// form: the record as JSON, its plugin state in the `plugin_state` tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceEntry {
+    /// The record.
+    pub record: DeviceRecord,
+    /// The plugin's state (`None`: the plugin never saved one).
+    pub plugin_state: Option<Vec<u8>>,
+}
+
+/// Version byte of [`DeviceEntry`]'s encoding.
+const DEVICE_V1: u8 = 1;
+
+/// Encodes a device's value (see [`DeviceEntry`]).
+pub fn encode_device(
+    record: &DeviceRecord,
+    plugin_state: Option<&[u8]>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let recent = record.recent.len().min(usize::from(u16::MAX));
+    let state_len = plugin_state.map_or(0, <[u8]>::len);
+    let mut out = Vec::with_capacity(512 + 16 * recent + state_len);
+    out.push(DEVICE_V1);
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut out, record)?;
+    let json_len = u32::try_from(out.len() - 5).map_err(serde::ser::Error::custom)?;
+    out[1..5].copy_from_slice(&json_len.to_le_bytes());
+    out.extend_from_slice(&(recent as u16).to_le_bytes());
+    for (ts, digest) in record.recent.iter().skip(record.recent.len() - recent) {
+        out.extend_from_slice(&ts.to_le_bytes());
+        out.extend_from_slice(&digest.to_le_bytes());
+    }
+    match plugin_state {
+        Some(state) => {
+            out.push(1);
+            out.extend_from_slice(state);
+        }
+        None => out.push(0),
+    }
+    Ok(out)
+}
+
+/// Eight little-endian bytes (`b` has at least 8).
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Where a decoded device value's plugin state is.
+#[derive(Debug, PartialEq)]
+enum StateIn {
+    /// In the value (current encoding): the state, if the plugin saved one.
+    Value(Option<Vec<u8>>),
+    /// In the `plugin_state` tree (the older JSON form).
+    LegacyTree,
+}
+
+/// Decodes a device's value: the record and where its plugin state is.
+fn decode_device(v: &[u8]) -> Result<(DeviceRecord, StateIn), String> {
+    if v.first() != Some(&DEVICE_V1) {
+        let record = serde_json::from_slice(v).map_err(|e| e.to_string())?;
+        return Ok((record, StateIn::LegacyTree));
+    }
+    let short = || "truncated value".to_owned();
+    let take = |at: usize, n: usize| v.get(at..at + n).ok_or_else(short);
+    let json_len = take(1, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))? as usize;
+    let mut record: DeviceRecord =
+        serde_json::from_slice(take(5, json_len)?).map_err(|e| e.to_string())?;
+    let mut at = 5 + json_len;
+    let n = take(at, 2).map(|b| u16::from_le_bytes([b[0], b[1]]))? as usize;
+    at += 2;
+    let pairs = take(at, 16 * n)?;
+    record.recent = pairs.chunks_exact(16).map(|c| (le_u64(c) as i64, le_u64(&c[8..]))).collect();
+    at += 16 * n;
+    let state = match take(at, 1)?[0] {
+        0 => None,
+        1 => Some(v[at + 1..].to_vec()),
+        b => return Err(format!("bad plugin-state marker {b}")),
+    };
+    Ok((record, StateIn::Value(state)))
+}
+
 /// Everything one batch of messages changed, committed in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
-    /// Devices whose record changed.
-    pub devices: BTreeMap<String, DeviceRecord>,
-    /// Devices whose plugin state changed.
-    pub plugin_states: BTreeMap<String, Vec<u8>>,
+    /// Devices whose record or plugin state changed: id and [`encode_device`] value,
+    /// each device at most once.
+    pub devices: Vec<(String, Vec<u8>)>,
     /// New requests, in order.
     pub outbox: Vec<OutboxEntry>,
     /// Tickets opened (inserted) or ended (`None`: removed).
@@ -268,7 +361,6 @@ impl Batch {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
-            && self.plugin_states.is_empty()
             && self.outbox.is_empty()
             && self.tickets.is_empty()
             && self.archive.is_empty()
@@ -322,6 +414,11 @@ impl Store {
         })
     }
 
+    /// The data directory, as errors name it.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
     fn sled_err(&self, source: sled::Error) -> StoreError {
         StoreError::Sled { dir: self.dir.clone(), error: source }
     }
@@ -335,24 +432,23 @@ impl Store {
         }
     }
 
-    /// Every device record (loaded once at start).
-    pub fn devices(&self) -> Result<BTreeMap<String, DeviceRecord>, StoreError> {
+    /// Every device's record and plugin state (loaded once at start). Devices still
+    /// in the older form take their state from the `plugin_state` tree.
+    pub fn devices(&self) -> Result<BTreeMap<String, DeviceEntry>, StoreError> {
         let mut out = BTreeMap::new();
         for item in self.devices.iter() {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            let rec: DeviceRecord =
-                serde_json::from_slice(&v).map_err(|e| self.corrupt("devices", &k, e))?;
-            out.insert(String::from_utf8_lossy(&k).into_owned(), rec);
-        }
-        Ok(out)
-    }
-
-    /// Every device's plugin state.
-    pub fn plugin_states(&self) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
-        let mut out = BTreeMap::new();
-        for item in self.plugin_state.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            out.insert(String::from_utf8_lossy(&k).into_owned(), v.to_vec());
+            let (record, state) = decode_device(&v).map_err(|e| self.corrupt("devices", &k, e))?;
+            let plugin_state = match state {
+                StateIn::Value(state) => state,
+                StateIn::LegacyTree => {
+                    self.plugin_state.get(&k).map_err(|e| self.sled_err(e))?.map(|v| v.to_vec())
+                }
+            };
+            out.insert(
+                String::from_utf8_lossy(&k).into_owned(),
+                DeviceEntry { record, plugin_state },
+            );
         }
         Ok(out)
     }
@@ -363,11 +459,13 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut devices = Vec::with_capacity(batch.devices.len());
-        for (id, rec) in &batch.devices {
-            let bytes =
-                serde_json::to_vec(rec).map_err(|e| self.corrupt("devices", id.as_bytes(), e))?;
-            devices.push((id.as_bytes(), bytes));
+        if batch.outbox.is_empty() && batch.tickets.is_empty() && batch.archive.is_empty() {
+            // One tree: its atomic batch, cheaper than a transaction.
+            let mut b = sled::Batch::default();
+            for (id, v) in &batch.devices {
+                b.insert(id.as_bytes(), v.as_slice());
+            }
+            return self.devices.apply_batch(b).map_err(|e| self.sled_err(e));
         }
         let mut outbox = Vec::with_capacity(batch.outbox.len());
         for entry in &batch.outbox {
@@ -393,13 +491,10 @@ impl Store {
                 .map_err(|e| self.corrupt("archive", device.as_bytes(), e))?;
             archive.push((archive_key(device, seq), bytes));
         }
-        let trees = (&self.devices, &self.plugin_state, &self.outbox, &self.tickets, &self.archive);
-        let result = trees.transaction(|(d, s, o, t, a)| {
-            for (k, v) in &devices {
-                d.insert(*k, v.as_slice())?;
-            }
-            for (k, v) in &batch.plugin_states {
-                s.insert(k.as_bytes(), v.as_slice())?;
+        let trees = (&self.devices, &self.outbox, &self.tickets, &self.archive);
+        let result = trees.transaction(|(d, o, t, a)| {
+            for (k, v) in &batch.devices {
+                d.insert(k.as_bytes(), v.as_slice())?;
             }
             for (k, v) in &outbox {
                 o.insert(k, v.as_slice())?;
@@ -571,8 +666,8 @@ mod tests {
             assert!(!rec.seen_before(1, 42));
             assert!(rec.seen_before(1, 42));
             rec.meters.insert("door_cycles".into(), 12.0);
-            batch.devices.insert("d1".into(), rec);
-            batch.plugin_states.insert("d1".into(), b"{\"x\":1}".to_vec());
+            let value = encode_device(&rec, Some(b"{\"x\":1}")).unwrap();
+            batch.devices.push(("d1".into(), value));
             batch.outbox = vec![event(1), event(2), event(3)];
             batch.tickets.push((
                 "t1".into(),
@@ -587,9 +682,9 @@ mod tests {
         }
         let store = Store::open(dir.path(), 8 << 20).unwrap();
         let devices = store.devices().unwrap();
-        assert_eq!(devices["d1"].meters["door_cycles"], 12.0);
-        assert!(devices["d1"].recent.contains(&(1, 42)));
-        assert_eq!(store.plugin_states().unwrap()["d1"], b"{\"x\":1}".to_vec());
+        assert_eq!(devices["d1"].record.meters.get("door_cycles"), Some(&12.0));
+        assert!(devices["d1"].record.recent.contains(&(1, 42)));
+        assert_eq!(devices["d1"].plugin_state.as_deref(), Some(&b"{\"x\":1}"[..]));
         let pending = store.outbox(10).unwrap();
         let keys: Vec<&str> = pending.iter().map(|(_, e)| e.key.as_str()).collect();
         assert_eq!(keys, ["k1", "k2", "k3"]);
@@ -601,6 +696,59 @@ mod tests {
         let keys: Vec<String> = store.outbox(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
         assert_eq!(keys, ["k3"]);
         assert_eq!(store.dead_letters().unwrap(), vec![letter]);
+    }
+
+    #[test]
+    fn a_device_value_round_trips_with_and_without_plugin_state() {
+        let mut rec = DeviceRecord::new(7);
+        for i in 0..70 {
+            rec.seen_before(i * 1000 - 5, u64::MAX - i as u64);
+        }
+        rec.meters.insert("lamp_hours".into(), 1.5);
+        for state in [None, Some(&b""[..]), Some(&b"\x00\x01binary"[..])] {
+            let v = encode_device(&rec, state).unwrap();
+            let (back, s) = decode_device(&v).unwrap();
+            assert_eq!(back, rec);
+            assert_eq!(s, StateIn::Value(state.map(<[u8]>::to_vec)));
+        }
+    }
+
+    #[test]
+    fn a_truncated_device_value_is_an_error_not_a_panic() {
+        let mut rec = DeviceRecord::new(7);
+        rec.seen_before(1, 2);
+        let v = encode_device(&rec, Some(b"abc")).unwrap();
+        let cut = v.len() - 4; // inside the state marker and the recent pairs
+        for n in 1..cut {
+            assert!(decode_device(&v[..n]).is_err(), "{n} bytes accepted");
+        }
+    }
+
+    /// Stores written before the combined value: the record as JSON (with `recent`),
+    /// the plugin state in its own tree. They still load, and a rewrite moves on.
+    #[test]
+    fn a_store_with_json_device_records_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let legacy = r#"{"alarms":{"now":5,"last_seen":5,"offline_since":null,"codes":{}},
+            "meters":{"door_cycles":3.0},"recent":[[5,99]],"open_tickets":{}}"#;
+        store.devices.insert("d1", legacy.as_bytes()).unwrap();
+        store.plugin_state.insert("d1", &b"{\"n\":1}"[..]).unwrap();
+        store.devices.insert("d2", legacy.as_bytes()).unwrap();
+        let loaded = store.devices().unwrap();
+        assert_eq!(loaded["d1"].record.recent, VecDeque::from([(5, 99)]));
+        assert_eq!(loaded["d1"].record.meters.get("door_cycles"), Some(&3.0));
+        assert_eq!(loaded["d1"].plugin_state.as_deref(), Some(&b"{\"n\":1}"[..]));
+        assert_eq!(loaded["d2"].plugin_state, None);
+        // Rewritten in the current form, the value carries its own (newer) state.
+        let mut batch = Batch::default();
+        batch
+            .devices
+            .push(("d1".into(), encode_device(&loaded["d1"].record, Some(b"new")).unwrap()));
+        store.commit(&batch).unwrap();
+        let loaded = store.devices().unwrap();
+        assert_eq!(loaded["d1"].plugin_state.as_deref(), Some(&b"new"[..]));
+        assert_eq!(loaded["d1"].record.recent, VecDeque::from([(5, 99)]));
     }
 
     #[test]

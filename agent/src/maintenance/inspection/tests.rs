@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use jiff::civil::{Date, date};
 
@@ -35,8 +35,8 @@ fn plan(every: Option<Span>, meter: Option<(&str, MeterRule)>) -> Plan {
     }
 }
 
-fn meters(v: f64) -> BTreeMap<String, f64> {
-    BTreeMap::from([("hours".to_owned(), v)])
+fn meters(v: f64) -> VecMap<String, f64> {
+    VecMap::from_iter([("hours".to_owned(), v)])
 }
 
 fn opened(a: Option<Action>) -> Occurrence {
@@ -52,7 +52,7 @@ fn calendar_only_opens_a_lead_time_before_the_due_date_at_opening_time() {
     let s = Scheduling { calendar: &cal, lead: Span::Days(7) };
     let p = plan(Some(Span::Months(6)), None);
     let mut st = s.start(&p, date(2026, 3, 2), t("2026-03-02T10:00:00+08:00")).unwrap();
-    let none = BTreeMap::new();
+    let none = VecMap::new();
     let wake = s.next_wake(&p, &st).unwrap();
     assert_eq!(show(&cal, wake), "2026-08-26T09:00:00+08:00");
     assert_eq!(s.advance(&p, &mut st, &none, wake - 1).unwrap(), None);
@@ -89,7 +89,7 @@ fn completion_dates_are_taken_in_the_site_time_zone() {
     let mut st = s.start(&p, date(2026, 1, 5), t("2026-01-05T10:00:00+08:00")).unwrap();
     // 01:00 on 1 July in Shanghai is still 30 June in UTC.
     let done = t("2026-07-01T01:00:00+08:00");
-    s.complete(&p, &mut st, &BTreeMap::new(), done).unwrap();
+    s.complete(&p, &mut st, &VecMap::new(), done).unwrap();
     assert_eq!(st.anchor, date(2026, 7, 1));
     assert_eq!(show(&cal, s.next_due(&p, &st).unwrap()), "2027-01-01T18:00:00+08:00");
 }
@@ -191,7 +191,7 @@ fn overdue_is_reported_once_and_late_completion_restarts_from_the_completion() {
     let s = Scheduling { calendar: &cal, lead: Span::Days(7) };
     let p = plan(Some(Span::Months(6)), None);
     let mut st = s.start(&p, date(2026, 3, 2), t("2026-03-02T10:00:00+08:00")).unwrap();
-    let none = BTreeMap::new();
+    let none = VecMap::new();
     let o = opened(s.advance(&p, &mut st, &none, t("2026-08-26T09:00:00+08:00")).unwrap());
     assert_eq!(s.next_wake(&p, &st), Some(o.due_ms));
     assert_eq!(s.advance(&p, &mut st, &none, o.due_ms - 1).unwrap(), None);
@@ -214,7 +214,7 @@ fn early_completion_before_the_ticket_opened_restarts_the_cycle() {
     let s = Scheduling { calendar: &cal, lead: Span::Days(7) };
     let p = plan(Some(Span::Months(6)), None);
     let mut st = s.start(&p, date(2026, 3, 2), t("2026-03-02T10:00:00+08:00")).unwrap();
-    let none = BTreeMap::new();
+    let none = VecMap::new();
     // A technician on site for a fault does the inspection in July.
     assert_eq!(s.complete(&p, &mut st, &none, t("2026-07-15T14:00:00+08:00")).unwrap(), None);
     assert_eq!(s.advance(&p, &mut st, &none, t("2026-08-26T09:00:00+08:00")).unwrap(), None);
@@ -232,7 +232,7 @@ fn first_start_assumes_past_inspections_were_done_and_joins_the_current_cycle() 
     // Due within the lead time of the start: opens at once, dated at the start.
     let start = t("2026-11-24T10:00:00+08:00");
     let mut st = s.start(&p, date(2024, 5, 26), start).unwrap();
-    let o = opened(s.advance(&p, &mut st, &BTreeMap::new(), start).unwrap());
+    let o = opened(s.advance(&p, &mut st, &VecMap::new(), start).unwrap());
     assert_eq!(show(&cal, o.due_ms), "2026-11-26T18:00:00+08:00");
     assert_eq!(o.opened_ms, start, "never dated before the schedule existed");
 }
