@@ -147,7 +147,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         ready.store.clone(),
         client.clone(),
         Arc::clone(&notify),
-        DispatcherConfig { backoff, ..DispatcherConfig::default() },
+        DispatcherConfig {
+            backoff,
+            in_flight: usize::try_from(c.in_flight).unwrap_or(1),
+            ..DispatcherConfig::default()
+        },
     );
     let dispatcher_status = dispatcher.status();
     let sync = TicketSync::new(

@@ -139,10 +139,11 @@ async fn faults_central_503_with_retry_after_then_delivers_everything() {
         );
     })
     .await;
-    // Backoff alone (100 ms doubling to 1 s) would try 5 or more times in 3 s;
-    // honouring Retry-After: 2 it tries at most twice more.
+    // The first attempts of the three tickets may fail in parallel (one lane per
+    // ticket); then one lane probes. Backoff alone (100 ms doubling to 1 s) would
+    // probe 5 or more times in 3 s; honouring Retry-After: 2 it probes at most twice.
     let retried = s["dispatcher"]["retried"].as_u64().unwrap();
-    assert!((1..=3).contains(&retried), "{s:#}");
+    assert!((1..=5).contains(&retried), "{s:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

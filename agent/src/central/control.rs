@@ -45,6 +45,10 @@ struct Faults {
     delay_until: Option<(Instant, Duration)>,
     /// Requests received, failed or not (lets tests count a client's retries).
     requests: u64,
+    /// Requests being handled or answered right now.
+    in_flight: u64,
+    /// The most requests ever in flight at once.
+    max_in_flight: u64,
 }
 
 impl CentralControl {
@@ -88,11 +92,19 @@ impl CentralControl {
         self.faults().requests
     }
 
+    /// The most requests the service was handling at once so far (lets tests see
+    /// how many a client sends in parallel).
+    pub fn max_in_flight(&self) -> u64 {
+        self.faults().max_in_flight
+    }
+
     /// Counts a request and says what to do with it.
     fn on_request(&self) -> (Option<Failure>, Option<Duration>) {
         let now = Instant::now();
         let mut faults = self.faults();
         faults.requests += 1;
+        faults.in_flight += 1;
+        faults.max_in_flight = faults.max_in_flight.max(faults.in_flight);
         let mut failure = None;
         if let Some((left, planned)) = faults.fail_next.as_mut() {
             failure = Some(*planned);
@@ -125,6 +137,8 @@ pub(crate) async fn inject_faults(
     next: Next,
 ) -> Response {
     let (failure, delay) = control.on_request();
+    // Counts the request out when its answer is sent or the client went away.
+    let _in_flight = InFlight(&control);
     if let Some(Failure { status, retry_after }) = failure {
         let mut response =
             ApiError::new(status, format!("injected failure ({status})")).into_response();
@@ -139,4 +153,14 @@ pub(crate) async fn inject_faults(
         tokio::time::sleep(delay).await;
     }
     response
+}
+
+/// Ends a request's count in flight when dropped.
+struct InFlight<'a>(&'a CentralControl);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut faults = self.0.faults();
+        faults.in_flight = faults.in_flight.saturating_sub(1);
+    }
 }

@@ -140,6 +140,9 @@ pub struct Central {
     pub backoff_max: SignedDuration,
     /// How often open tickets are read back.
     pub sync_interval: SignedDuration,
+    /// How many tickets' requests may be in flight at once (1..=64; one ticket's
+    /// requests always go one after another).
+    pub in_flight: u32,
 }
 
 /// `[store]`: the local database.

@@ -178,6 +178,8 @@ pub(crate) struct RawCentral {
     pub backoff_max: Dur,
     /// How often open tickets are read back (closed inspections reset schedules).
     pub sync_interval: Dur,
+    /// How many tickets' requests may be in flight at once.
+    pub in_flight: u32,
 }
 
 impl Default for RawCentral {
@@ -190,6 +192,7 @@ impl Default for RawCentral {
             backoff_initial: default_backoff_initial(),
             backoff_max: default_backoff_max(),
             sync_interval: default_sync_interval(),
+            in_flight: 8,
         }
     }
 }

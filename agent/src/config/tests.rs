@@ -162,6 +162,7 @@ fn minimal_config_takes_the_defaults() -> TestResult {
     assert!(!c.broker.enabled);
     assert_eq!(c.central.timeout, SignedDuration::from_secs(10));
     assert_eq!(c.central.backoff_max, SignedDuration::from_mins(5));
+    assert_eq!(c.central.in_flight, 8);
     assert_eq!(c.store.data_dir, Path::new("/site/data"));
     assert_eq!(c.store.cache_capacity_bytes(), 8 << 20);
     assert_eq!(c.plugins.dir, Path::new("/site/plugins"));
@@ -303,6 +304,22 @@ fn unknown_keys_are_reported_in_every_section() -> TestResult {
     // A top-level key.
     let got = World::new(&format!("bogus = 1\n{MIN_CONFIG}"), MIN_INVENTORY).errors()?;
     assert!(got[0].starts_with("/site/agent.toml: bogus: unknown key `bogus`, expected one of"));
+    Ok(())
+}
+
+#[test]
+fn central_in_flight_is_1_to_64() -> TestResult {
+    for (value, ok) in [(0, false), (1, true), (64, true), (65, false)] {
+        let text = format!("{MIN_CONFIG}in_flight = {value}\n");
+        let world = World::new(&text, MIN_INVENTORY);
+        if ok {
+            assert_eq!(world.load("/site/agent.toml")?.central.in_flight, value);
+        } else {
+            let got = world.errors()?;
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert!(got[0].starts_with("/site/agent.toml: central.in_flight: must be 1 to 64"));
+        }
+    }
     Ok(())
 }
 

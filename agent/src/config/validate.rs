@@ -271,7 +271,19 @@ fn central(
     if sync_interval < SignedDuration::from_secs(1) {
         r.push("central.sync_interval", "must be at least 1s");
     }
-    Some(Central { url: url?, token: token?, timeout, backoff_initial, backoff_max, sync_interval })
+    let in_flight = c.in_flight;
+    if !(1..=64).contains(&in_flight) {
+        r.push("central.in_flight", "must be 1 to 64");
+    }
+    Some(Central {
+        url: url?,
+        token: token?,
+        timeout,
+        backoff_initial,
+        backoff_max,
+        sync_interval,
+        in_flight,
+    })
 }
 
 fn store(s: RawStore, r: &mut Reporter<'_>, dir: &Path) -> Store {

@@ -605,6 +605,19 @@ impl Bench {
             &hop_file,
         )?;
         self.wait_subscribed("bench-hop", &filter, 1)?;
+        // The first start queues every device's overdue inspection (the sites are
+        // commissioned 2025-06-01); let those go out first, so the figure is the
+        // steady-state latency at this load, and report the burst on its own.
+        let burst_start = Instant::now();
+        let deadline = burst_start + Duration::from_secs(300);
+        let mut empty_polls = 0;
+        while empty_polls < 3 && Instant::now() < deadline {
+            let outbox = self.status(&agent).await?["outbox"].as_u64().unwrap_or(1);
+            empty_polls = if outbox == 0 { empty_polls + 1 } else { 0 };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let burst_secs = burst_start.elapsed().as_secs_f64() - 0.3;
+        let burst_requests = self.status(&agent).await?["dispatcher"]["sent"].as_u64().unwrap_or(0);
         let t_start = jiff::Timestamp::now();
         let rep = self
             .publish(
@@ -663,6 +676,8 @@ impl Bench {
         hop.sort_by(f64::total_cmp);
         self.stop(agent)?;
         Ok(json!({
+            "first_start_requests": burst_requests,
+            "first_start_drain_secs": burst_secs,
             "rate_target": rate,
             "published": rep["published"], "acked": acked, "processed": processed,
             "publish_rate": rep["rate"],
@@ -942,7 +957,14 @@ async fn main() -> anyhow::Result<()> {
     }
     if has("latency") {
         let l = bench.latency(max / 2.0).await?;
-        for k in ["latency_p50_ms", "latency_p99_ms", "mqtt_hop_p50_ms", "mqtt_hop_p99_ms"] {
+        for k in [
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "mqtt_hop_p50_ms",
+            "mqtt_hop_p99_ms",
+            "first_start_requests",
+            "first_start_drain_secs",
+        ] {
             res.insert(k.into(), l[k].clone());
         }
         detail.insert("latency".into(), l);
@@ -972,7 +994,7 @@ async fn main() -> anyhow::Result<()> {
     let out = bench.root.join("target/bench/results.json");
     std::fs::write(&out, serde_json::to_string_pretty(&res)? + "\n")?;
 
-    let rows: [(&str, &str, &str); 14] = [
+    let rows: [(&str, &str, &str); 15] = [
         ("ingest ratio (tend / mosquitto_sub)", "ingest_ratio", ">= 0.8"),
         ("tend run msgs/s", "tend_msgs_per_s", ""),
         ("mosquitto_sub -q 1 msgs/s", "mosquitto_sub_msgs_per_s", ""),
@@ -983,6 +1005,7 @@ async fn main() -> anyhow::Result<()> {
         ("fault -> ticket p99 ms", "latency_p99_ms", ""),
         ("publish -> mosquitto_sub p50 ms", "mqtt_hop_p50_ms", ""),
         ("publish -> mosquitto_sub p99 ms", "mqtt_hop_p99_ms", ""),
+        ("first start: tickets sent / s to send", "first_start_requests", ""),
         ("peak RSS, 10k devices, MiB", "rss_10k_devices_mib", "<= 64"),
         ("store on disk / logical MiB", "store_disk_mib", ""),
         ("overload: messages lost", "overload_lost", "0"),
@@ -993,6 +1016,9 @@ async fn main() -> anyhow::Result<()> {
         let mut v = fmt(&res[key]);
         if key == "store_disk_mib" {
             v = format!("{} / {}", v, fmt(&res["store_logical_mib"]));
+        }
+        if key == "first_start_requests" {
+            v = format!("{} / {}", v, fmt(&res["first_start_drain_secs"]));
         }
         if key == "overload_catch_up_s" {
             v = format!("{} / {}", v, fmt(&res["overload_rss_peak_mib"]));
