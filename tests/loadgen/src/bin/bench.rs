@@ -69,6 +69,10 @@ struct Opts {
     /// 20 is Mosquitto's default).
     #[arg(long, default_value_t = 20)]
     broker_inflight: u32,
+    /// The agent's `central.in_flight` (tickets sent in parallel; 1 sends the outbox
+    /// strictly in order).
+    #[arg(long, default_value_t = 8)]
+    central_in_flight: u32,
     /// Keep the work directory (logs, stores) for inspection.
     #[arg(long)]
     keep: bool,
@@ -289,10 +293,11 @@ impl Bench {
         let api = free_port()?;
         let config = format!(
             "inventory = {:?}\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n[central]\nurl = \"http://127.0.0.1:{central_port}\"\n\
-             token = \"bench-token\"\n[store]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\ncache_dir = {:?}\n\
+             token = \"bench-token\"\nin_flight = {}\n[store]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\ncache_dir = {:?}\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n",
             inventory.display().to_string(),
             self.port,
+            self.opts.central_in_flight,
             data.display().to_string(),
             self.root.join("target/plugins").display().to_string(),
             self.work.join("plugin-cache").display().to_string(),
@@ -988,6 +993,7 @@ async fn main() -> anyhow::Result<()> {
         "latency_secs": opts.latency_secs, "memory_devices": opts.memory_devices,
         "soak_secs": opts.soak_secs, "overload_secs": opts.overload_secs,
         "broker_inflight": opts.broker_inflight,
+        "central_in_flight": opts.central_in_flight,
     });
     res.insert("options".into(), opts_json);
     res.insert("detail".into(), Value::Object(detail));
