@@ -915,6 +915,8 @@ async fn main() -> anyhow::Result<()> {
         "latency_p99_ms",
         "mqtt_hop_p50_ms",
         "mqtt_hop_p99_ms",
+        "first_start_requests",
+        "first_start_drain_secs",
         "rss_10k_devices_mib",
         "store_disk_mib",
         "store_logical_mib",
