@@ -11,11 +11,24 @@
 //!   queues without bound in the agent. On a connection error it logs once, backs off
 //!   (100 ms doubling to 10 s) and reconnects; on every ConnAck it subscribes again,
 //!   because the broker may have lost the session.
-//! - the **ack task** turns [`AckToken::ack`] calls into PUBACKs through the rumqttc client.
-//!   Acks never come from the poll task (the request channel is small, and a poll task
-//!   that waits on it deadlocks), and [`AckToken::ack`] never blocks the pipeline (a
-//!   pipeline blocked on an ack while the poll task is blocked on the full delivery
-//!   channel would deadlock as well).
+//! - acks: [`AckToken::ack`] queues the ack and returns at once (a pipeline blocked on an
+//!   ack while the poll task is blocked on the full delivery channel would deadlock).
+//!   Over MQTT 3.1.1 the **poll task** takes queued acks in bulk and writes the PUBACKs
+//!   straight to the socket, one flush for all, before each poll and while it waits
+//!   for room in the delivery channel. The **ack task** takes what is left when the
+//!   poll task is idle in a poll (and the final DISCONNECT) and hands it to the rumqttc
+//!   client's request channel, which wakes the poll. Each queued ack is taken by one of
+//!   the two, never both.
+//!
+//!   Why not the request channel alone: rumqttc's event loop takes one request per turn
+//!   but reads up to nine packets per turn, so under load acks fell behind reads
+//!   without bound. A broker that does not cap its in-flight window (Mosquitto 2.0
+//!   sent over 100,000 unacknowledged messages in the overload bench) then saw
+//!   PINGRESPs queued behind its backlog, the keep-alive failed, and after the
+//!   reconnect it delivered the whole unacknowledged window again: a million duplicate
+//!   deliveries and four times the catch-up time. (rumqttc keeps an MQTT 5
+//!   connection's socket to itself, so there acks still go through the request
+//!   channel; announcing a receive maximum instead made the embedded rumqttd panic.)
 //!
 //! Guarantees: manual acks, QoS 1, persistent session (3.1.1 `clean_session = false`,
 //! 5 `clean_start = false` with a session that never expires), so a message is delivered
@@ -53,6 +66,10 @@ pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
 
 /// Capacity of rumqttc's request channel (acks, subscribe, disconnect).
 const REQUEST_CHANNEL_CAPACITY: usize = 256;
+/// Most queued acks the poll task writes in one go.
+const ACK_BATCH: usize = 1024;
+/// Longest wait for the socket to take acks written by the poll task.
+const ACK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -191,7 +208,7 @@ pub struct Delivery {
 #[must_use = "an unacked message is delivered again after the next reconnect"]
 pub struct AckToken {
     ack: Option<PendingAck>,
-    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
 }
 
 impl AckToken {
@@ -200,8 +217,8 @@ impl AckToken {
     /// redelivers the message instead); see [`MqttStats::acks_stale`].
     pub fn ack(self) {
         if let Some(ack) = self.ack {
-            // Fails only when the ingest has shut down: the broker redelivers then.
-            let _ = self.commands.send(Command::Ack(ack));
+            // After a shutdown nobody takes it: the broker redelivers the message then.
+            self.shared.commands.push(Command::Ack(ack));
         }
     }
 
@@ -230,7 +247,6 @@ pub struct MqttStats {
 #[derive(Debug)]
 pub struct MqttIngest {
     shared: Arc<Shared>,
-    commands: mpsc::UnboundedSender<Command>,
     stop: watch::Sender<bool>,
     ready: watch::Receiver<bool>,
     poll_task: Option<JoinHandle<()>>,
@@ -296,7 +312,7 @@ impl MqttIngest {
     /// at most a few seconds for the broker.
     pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
-        let _ = self.commands.send(Command::Disconnect);
+        self.shared.commands.push(Command::Disconnect);
         if let Some(mut poll) = self.poll_task.take()
             && tokio::time::timeout(SHUTDOWN_TIMEOUT, &mut poll).await.is_err()
         {
@@ -343,7 +359,6 @@ pub async fn connect(
         }
     };
     let shared = Arc::new(Shared::default());
-    let (commands, command_rx) = mpsc::unbounded_channel();
     let (deliveries, delivery_rx) = mpsc::channel(settings.channel_capacity.max(1));
     let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, ready) = watch::channel(false);
@@ -353,21 +368,15 @@ pub async fn connect(
         broker: settings.url.to_string(),
         shared: Arc::clone(&shared),
         deliveries,
-        commands: commands.clone(),
+        acks: Vec::new(),
         stop: stop_rx,
         ready: ready_tx,
         epoch: 0,
     };
     let poll_task = tokio::spawn(poller.run());
-    let ack_task = tokio::spawn(forward_acks(client, Arc::clone(&shared), command_rx));
-    let ingest = MqttIngest {
-        shared,
-        commands,
-        stop,
-        ready,
-        poll_task: Some(poll_task),
-        ack_task: Some(ack_task),
-    };
+    let ack_task = tokio::spawn(forward_acks(client, Arc::clone(&shared)));
+    let ingest =
+        MqttIngest { shared, stop, ready, poll_task: Some(poll_task), ack_task: Some(ack_task) };
     Ok((ingest, delivery_rx))
 }
 
@@ -513,6 +522,8 @@ struct Shared {
     epoch: Mutex<u64>,
     /// Signalled whenever the poll task has taken requests off the client's channel.
     room: Notify,
+    /// Acks and the final DISCONNECT, in the order they were made.
+    commands: Commands,
     /// The poll task has ended.
     finished: AtomicBool,
     counters: Counters,
@@ -522,6 +533,50 @@ impl Shared {
     fn finish(&self) {
         self.finished.store(true, Ordering::Release);
         self.room.notify_one();
+        self.commands.for_ack_task.notify_one();
+    }
+}
+
+/// The queue of acks and the final DISCONNECT. The poll task takes acks from its front
+/// in bulk, the ack task one command at a time: each command is taken exactly once.
+#[derive(Debug, Default)]
+struct Commands {
+    queue: Mutex<VecDeque<Command>>,
+    /// Wakes the ack task.
+    for_ack_task: Notify,
+    /// Wakes the poll task while it waits for room in the delivery channel.
+    for_poll_task: Notify,
+}
+
+impl Commands {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Command>> {
+        // Nothing panics while holding the lock; recover the data if it ever did.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, command: Command) {
+        self.lock().push_back(command);
+        self.for_ack_task.notify_one();
+        self.for_poll_task.notify_one();
+    }
+
+    fn pop(&self) -> Option<Command> {
+        self.lock().pop_front()
+    }
+
+    /// Moves up to `max` acks from the front into `out`; stops at a DISCONNECT, which
+    /// stays for the ack task (after every ack queued before it).
+    fn take_acks(&self, max: usize, out: &mut Vec<PendingAck>) {
+        let mut queue = self.lock();
+        while out.len() < max {
+            match queue.front() {
+                Some(Command::Ack(ack)) => {
+                    out.push(*ack);
+                    queue.pop_front();
+                }
+                _ => break,
+            }
+        }
     }
 }
 
@@ -635,6 +690,47 @@ impl EventLoop {
         }
     }
 
+    /// Whether [`EventLoop::write_ack`] can write to the socket (MQTT 3.1.1, connected;
+    /// rumqttc keeps an MQTT 5 connection's socket to itself).
+    fn writes_acks(&self) -> bool {
+        match self {
+            Self::V4(l) => l.network.is_some(),
+            Self::V5(_) => false,
+        }
+    }
+
+    /// Writes the PUBACK (QoS 1) or PUBREC (QoS 2) of `ack` into the socket's buffer;
+    /// false when there is nothing to write or no connection.
+    async fn write_ack(&mut self, ack: PendingAck) -> Result<bool, String> {
+        let Self::V4(l) = self else { return Ok(false) };
+        let request = match ack.qos {
+            QoS::AtMostOnce => return Ok(false),
+            QoS::AtLeastOnce => rumqttc::Request::PubAck(rumqttc::PubAck::new(ack.pkid)),
+            QoS::ExactlyOnce => rumqttc::Request::PubRec(rumqttc::PubRec::new(ack.pkid)),
+        };
+        if l.network.is_none() {
+            return Ok(false);
+        }
+        let Some(packet) = l.state.handle_outgoing_packet(request).map_err(|e| e.to_string())?
+        else {
+            return Ok(false);
+        };
+        let Some(network) = l.network.as_mut() else { return Ok(false) };
+        network.write(packet).await.map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    /// Flushes what [`EventLoop::write_ack`] wrote.
+    async fn flush(&mut self) -> Result<(), String> {
+        match self {
+            Self::V4(l) => match l.network.as_mut() {
+                Some(network) => network.flush().await.map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
+            Self::V5(_) => Ok(()),
+        }
+    }
+
     /// Takes the PUBLISHes read from a connection that then failed, not yet handed out.
     fn take_buffered(&mut self) -> Vec<Message> {
         match self {
@@ -736,13 +832,22 @@ impl Client {
     }
 }
 
-/// The ack task: hands acks (then the final DISCONNECT) to the client, in order.
-async fn forward_acks(
-    client: Client,
-    shared: Arc<Shared>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    while let Some(command) = commands.recv().await {
+/// The ack task: hands the acks the poll task left (then the final DISCONNECT) to the
+/// client, in order.
+async fn forward_acks(client: Client, shared: Arc<Shared>) {
+    loop {
+        let notified = shared.commands.for_ack_task.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        let Some(command) = shared.commands.pop() else {
+            if shared.finished.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+            // Let a busy poll task take the acks first: it writes them in bulk.
+            tokio::task::yield_now().await;
+            continue;
+        };
         loop {
             let handed = match command {
                 Command::Ack(ack) => {
@@ -784,7 +889,8 @@ struct Poller {
     broker: String,
     shared: Arc<Shared>,
     deliveries: mpsc::Sender<Delivery>,
-    commands: mpsc::UnboundedSender<Command>,
+    /// Acks taken from the queue, reused.
+    acks: Vec<PendingAck>,
     stop: watch::Receiver<bool>,
     ready: watch::Sender<bool>,
     /// The current connection generation (this task is the only one that changes it).
@@ -801,6 +907,7 @@ impl Poller {
         loop {
             stopping |= *self.stop.borrow();
             let polled = if connected_at.is_some() {
+                self.write_acks().await;
                 // Never cancelled while connected: a half-written packet would corrupt
                 // the stream. Shutdown goes through the DISCONNECT request instead.
                 self.event_loop.poll().await
@@ -911,20 +1018,71 @@ impl Poller {
             payload: m.payload,
             retained: m.retain,
             redelivered: m.dup,
-            ack: AckToken { ack, commands: self.commands.clone() },
+            ack: AckToken { ack, shared: Arc::clone(&self.shared) },
         };
-        tokio::select! {
-            sent = self.deliveries.send(delivery) => {
-                if sent.is_ok() {
-                    bump(&self.shared.counters.messages);
-                    true
-                } else {
-                    // The receiver is gone: nobody will ack, so leave the broker cleanly.
-                    let _ = self.commands.send(Command::Disconnect);
-                    false
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let acks_queued = shared.commands.for_poll_task.notified();
+            let handed = tokio::select! {
+                permit = self.deliveries.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(delivery);
+                        bump(&self.shared.counters.messages);
+                        return true;
+                    }
+                    Err(_) => false,
+                },
+                // The pipeline committed while the channel is full: send its acks now,
+                // they make room at a broker with an in-flight window.
+                () = acks_queued => true,
+                _ = self.stop.wait_for(|s| *s) => return false,
+            };
+            if !handed {
+                // The receiver is gone: nobody will ack, so leave the broker cleanly.
+                self.shared.commands.push(Command::Disconnect);
+                return false;
+            }
+            self.write_acks().await;
+        }
+    }
+
+    /// Writes the queued acks of the current connection straight to the socket (MQTT
+    /// 3.1.1), one flush for all. Acks of an earlier connection are dropped (counted
+    /// as stale). A write that fails leaves the message unacked: the broker delivers
+    /// it again after the reconnect the next poll starts.
+    async fn write_acks(&mut self) {
+        if !self.event_loop.writes_acks() {
+            return;
+        }
+        self.acks.clear();
+        self.shared.commands.take_acks(ACK_BATCH, &mut self.acks);
+        let mut written = 0;
+        for i in 0..self.acks.len() {
+            let ack = self.acks[i];
+            if ack.epoch != self.epoch {
+                bump(&self.shared.counters.acks_stale);
+                continue;
+            }
+            match tokio::time::timeout(ACK_WRITE_TIMEOUT, self.event_loop.write_ack(ack)).await {
+                Ok(Ok(true)) => written += 1,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    debug!(error = %e, "writing acks failed; the broker redelivers");
+                    break;
+                }
+                Err(_) => {
+                    debug!("the socket took no acks in time; the broker redelivers");
+                    break;
                 }
             }
-            _ = self.stop.wait_for(|s| *s) => false,
+        }
+        if written > 0 {
+            self.shared.counters.acks_sent.fetch_add(written, Ordering::Relaxed);
+            match tokio::time::timeout(ACK_WRITE_TIMEOUT, self.event_loop.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(error = %e, "flushing acks failed"),
+                Err(_) => debug!("the socket took no acks in time"),
+            }
         }
     }
 }
@@ -1121,6 +1279,51 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unacked_message_is_redelivered_acked_one_is_not_v5() {
         redelivers_only_the_unacked(Protocol::V5).await;
+    }
+
+    /// Regression: acks fell behind reads under load. rumqttc's event loop takes one
+    /// request (an ack) per turn but reads up to nine packets, so with a backlog at the
+    /// broker the unacknowledged window grew without bound (100,000+ in the overload
+    /// bench), the keep-alive failed behind it and the broker sent it all again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_keep_up_with_reads_under_load_v311() {
+        const N: u64 = 20_000;
+        const BATCH: usize = 32;
+        let broker = Mosquitto::start();
+        let (ingest, rx) = start(settings(broker.port, "agent-load", Protocol::V311)).await;
+        ingest.shutdown().await;
+        drop(rx);
+        let publisher = Publisher::new(broker.port, "device-load");
+        for n in 0..N {
+            publisher.publish(&topic("d1"), &payload(n as usize)).await;
+        }
+        publisher.wait_acked(N).await;
+
+        // Consume like the pipeline: take what is there (up to a batch), then ack it.
+        let (ingest, mut rx) =
+            connect(settings(broker.port, "agent-load", Protocol::V311)).await.unwrap();
+        let mut received = 0u64;
+        let mut widest = 0u64;
+        while received < N {
+            let mut batch = vec![recv(&mut rx).await];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+            received += batch.len() as u64;
+            for d in batch {
+                d.ack.ack();
+            }
+            let stats = ingest.stats();
+            widest = widest.max(stats.messages.saturating_sub(stats.acks_sent));
+        }
+        eventually("every ack", || ingest.stats().acks_sent == N).await;
+        // The delivery channel (16), one batch and the acks in the request channel.
+        assert!(widest <= 512, "{widest} messages were delivered but not acked at once");
+        assert_eq!(ingest.stats().disconnects, 0);
+        ingest.shutdown().await;
     }
 
     // (c)
