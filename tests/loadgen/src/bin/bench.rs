@@ -499,6 +499,11 @@ impl Bench {
                 (Some((n0, t0)), Some((n1, t1))) if t1 > t0 => {
                     (n1 - n0) as f64 / (t1 - t0).as_secs_f64()
                 }
+                (Some((n0, _)), _) if n0 >= total => bail!(
+                    "tend run drained the backlog of {total} before its first status poll (a \
+                     broker without an in-flight window sends the SUBACK after the backlog): \
+                     no rate; use a larger --backlog or --broker-inflight"
+                ),
                 _ => bail!("tend run did not drain the backlog of {total} within 15 min"),
             };
             self.stop(agent)?;
