@@ -192,7 +192,7 @@ impl Default for RawCentral {
             backoff_initial: default_backoff_initial(),
             backoff_max: default_backoff_max(),
             sync_interval: default_sync_interval(),
-            in_flight: 8,
+            in_flight: crate::tickets::dispatcher::DEFAULT_IN_FLIGHT as u32,
         }
     }
 }

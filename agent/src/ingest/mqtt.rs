@@ -564,6 +564,14 @@ impl Commands {
         self.lock().pop_front()
     }
 
+    /// Puts acks the poll task took but could not write back at the front, in order.
+    fn requeue(&self, acks: &[PendingAck]) {
+        let mut queue = self.lock();
+        for ack in acks.iter().rev() {
+            queue.push_front(Command::Ack(*ack));
+        }
+    }
+
     /// Moves up to `max` acks from the front into `out`; stops at a DISCONNECT, which
     /// stays for the ack task (after every ack queued before it).
     fn take_acks(&self, max: usize, out: &mut Vec<PendingAck>) {
@@ -708,14 +716,11 @@ impl EventLoop {
             QoS::AtLeastOnce => rumqttc::Request::PubAck(rumqttc::PubAck::new(ack.pkid)),
             QoS::ExactlyOnce => rumqttc::Request::PubRec(rumqttc::PubRec::new(ack.pkid)),
         };
-        if l.network.is_none() {
-            return Ok(false);
-        }
+        let Some(network) = l.network.as_mut() else { return Ok(false) };
         let Some(packet) = l.state.handle_outgoing_packet(request).map_err(|e| e.to_string())?
         else {
             return Ok(false);
         };
-        let Some(network) = l.network.as_mut() else { return Ok(false) };
         network.write(packet).await.map_err(|e| e.to_string())?;
         Ok(true)
     }
@@ -1048,34 +1053,42 @@ impl Poller {
 
     /// Writes the queued acks of the current connection straight to the socket (MQTT
     /// 3.1.1), one flush for all. Acks of an earlier connection are dropped (counted
-    /// as stale). A write that fails leaves the message unacked: the broker delivers
-    /// it again after the reconnect the next poll starts.
+    /// as stale). Acks not written (the socket took nothing for a while, or failed) go
+    /// back to the queue: sent later on this connection, or dropped as stale once the
+    /// next poll reports the connection lost (the broker then redelivers).
     async fn write_acks(&mut self) {
         if !self.event_loop.writes_acks() {
             return;
         }
-        self.acks.clear();
-        self.shared.commands.take_acks(ACK_BATCH, &mut self.acks);
+        let mut acks = std::mem::take(&mut self.acks);
+        acks.clear();
+        self.shared.commands.take_acks(ACK_BATCH, &mut acks);
         let mut written = 0;
-        for i in 0..self.acks.len() {
-            let ack = self.acks[i];
+        for (i, ack) in acks.iter().enumerate() {
             if ack.epoch != self.epoch {
                 bump(&self.shared.counters.acks_stale);
                 continue;
             }
-            match tokio::time::timeout(ACK_WRITE_TIMEOUT, self.event_loop.write_ack(ack)).await {
-                Ok(Ok(true)) => written += 1,
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => {
-                    debug!(error = %e, "writing acks failed; the broker redelivers");
-                    break;
+            // Cancel-safe per packet: a packet is encoded into the buffer in one go.
+            let failed = match tokio::time::timeout(
+                ACK_WRITE_TIMEOUT,
+                self.event_loop.write_ack(*ack),
+            )
+            .await
+            {
+                Ok(Ok(true)) => {
+                    written += 1;
+                    continue;
                 }
-                Err(_) => {
-                    debug!("the socket took no acks in time; the broker redelivers");
-                    break;
-                }
-            }
+                Ok(Ok(false)) => continue,
+                Ok(Err(e)) => e,
+                Err(_) => format!("the socket took nothing for {ACK_WRITE_TIMEOUT:?}"),
+            };
+            debug!(error = %failed, "writing acks failed; they wait in the queue");
+            self.shared.commands.requeue(&acks[i..]);
+            break;
         }
+        self.acks = acks;
         if written > 0 {
             self.shared.counters.acks_sent.fetch_add(written, Ordering::Relaxed);
             match tokio::time::timeout(ACK_WRITE_TIMEOUT, self.event_loop.flush()).await {
@@ -1279,6 +1292,25 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unacked_message_is_redelivered_acked_one_is_not_v5() {
         redelivers_only_the_unacked(Protocol::V5).await;
+    }
+
+    #[test]
+    fn acks_not_written_go_back_in_order_ahead_of_the_disconnect() {
+        let commands = Commands::default();
+        let ack = |pkid| PendingAck { pkid, qos: QoS::AtLeastOnce, epoch: 1 };
+        for pkid in 1..=3 {
+            commands.push(super::Command::Ack(ack(pkid)));
+        }
+        commands.push(super::Command::Disconnect);
+        let mut taken = Vec::new();
+        commands.take_acks(2, &mut taken);
+        assert_eq!(taken.iter().map(|a| a.pkid).collect::<Vec<_>>(), [1, 2]);
+        commands.requeue(&taken[1..]);
+        taken.clear();
+        commands.take_acks(10, &mut taken);
+        assert_eq!(taken.iter().map(|a| a.pkid).collect::<Vec<_>>(), [2, 3], "stops at DISCONNECT");
+        assert!(matches!(commands.pop(), Some(super::Command::Disconnect)));
+        assert!(commands.pop().is_none());
     }
 
     /// Regression: acks fell behind reads under load. rumqttc's event loop takes one
