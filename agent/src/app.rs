@@ -83,8 +83,7 @@ pub fn replay(
     let scratch = tempfile::tempdir().context("creating the replay's scratch store")?;
     let cache = config.plugins.cache_dir.clone();
     let plugins = load_plugins(config, Some(&cache)).map_err(load_errors)?;
-    let store =
-        Store::open(scratch.path(), 16 << 20).context("opening the replay's scratch store")?;
+    let store = Store::scratch(scratch.path()).context("opening the replay's scratch store")?;
     let mut plugins = Some(plugins);
     let mut store = Some(store);
     let mut pipeline: Option<Pipeline> = None;

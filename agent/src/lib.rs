@@ -15,8 +15,8 @@
 //! - [`local`]: site staff's commands (`tend device`, `tend inspection complete`):
 //!   through the running agent's API, or on the store when it is stopped.
 //! - [`ingest`]: MQTT topic templates and payload event time.
-//! - [`store`]: sled trees and the one-transaction batch commit (all sled calls),
-//!   and the device archive.
+//! - [`store`]: the embedded store (fjall): compact device records, the one-batch
+//!   commit and its sync (every storage call), and the device archive.
 //! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
 //! - [`central`]: the reference central ticket service (`tend central`), with the
 //!   maintenance desk page (`/desk`) and its OpenAPI document.

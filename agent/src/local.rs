@@ -2,7 +2,7 @@
 //! (`tend device`, `tend report`) and locally recorded inspections
 //! (`tend inspection complete`).
 //!
-//! The store belongs to one process at a time (sled locks it). While `tend run` is
+//! The store belongs to one process at a time (the store locks it). While `tend run` is
 //! running, the commands go through its local API (`GET /archive`,
 //! `POST /inspections/complete`, loopback by default) and the pipeline thread
 //! applies them like any other input ([`LocalCommand`]); when it is stopped, they

@@ -170,7 +170,7 @@ enum PluginCommand {
 }
 
 /// glibc gives every thread that allocates an arena of its own (up to eight per core)
-/// and keeps what each freed: the agent's pipeline thread, tokio's workers and sled's
+/// and keeps what each freed: the agent's pipeline thread, tokio's workers and the store's
 /// threads each held their own high-water mark. Two arenas cut the peak RSS of a
 /// 10,000-device site by about a fifth (tests/bench, memory part). `MALLOC_ARENA_MAX`
 /// in the environment still decides when set.

@@ -1,5 +1,5 @@
 //! tend's integration tests: real wasm plugins built from source (tests/build.rs),
-//! and, as the pipeline lands, a real MQTT broker, HTTP central service and sled.
+//! a real MQTT broker, HTTP central service and the store on disk.
 //!
 //! One binary; a module per capability.
 
@@ -15,4 +15,5 @@ mod pipeline;
 mod plugins;
 mod replay;
 mod report;
+mod store;
 mod year;

@@ -195,7 +195,7 @@ impl Transition {
 
 /// Where an open episode's condition stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The condition holds.
     Active {

@@ -150,7 +150,7 @@ pub struct Central {
 pub struct Store {
     /// Database directory.
     pub data_dir: PathBuf,
-    /// Page cache, MiB.
+    /// Block cache, MiB.
     pub cache_capacity_mib: u64,
     /// Group commit window (zero: commit every message on its own).
     pub commit_window: SignedDuration,
@@ -159,7 +159,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// The page cache in bytes (what sled's `cache_capacity` takes).
+    /// The block cache in bytes.
     pub fn cache_capacity_bytes(&self) -> u64 {
         self.cache_capacity_mib.saturating_mul(1024 * 1024)
     }

@@ -219,8 +219,7 @@ fn default_sync_interval() -> Dur {
 pub(crate) struct RawStore {
     /// Directory of the agent's database. Relative to this file. Env: `TEND_DATA_DIR`.
     pub data_dir: String,
-    /// Database page cache, MiB (sled's own default is 1 GiB: far too much on site; the
-    /// agent holds its working state in memory and writes through, so 8 is plenty).
+    /// Database block cache, MiB (the agent holds its working state in memory and writes through, so 8 is plenty).
     pub cache_capacity_mib: u64,
     /// Group commit: messages arriving within this window share one transaction and
     /// one flush (they are acked after it). "0s" flushes every message.

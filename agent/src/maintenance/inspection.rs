@@ -114,7 +114,7 @@ pub struct Occurrence {
     /// What called for it.
     pub trigger: Trigger,
     /// The meter reading that triggered it, for a meter trigger.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub meter_value: Option<f64>,
     /// The calendar anchor it was counted from (for the ticket's description).
     pub anchor: Date,
@@ -136,7 +136,7 @@ pub struct PlanState {
     /// never dated before it.
     pub since_ms: i64,
     /// `every` meters: the reading the advance counts from (set at the first reading).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub meter_base: Option<f64>,
     /// `reaches` meters: armed (fires when the meter reaches the threshold).
     #[serde(default = "armed")]
@@ -145,10 +145,10 @@ pub struct PlanState {
     #[serde(default)]
     pub occurrences: u32,
     /// The open inspection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub open: Option<Occurrence>,
     /// The last completion (ms).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_completed_ms: Option<i64>,
 }
 

@@ -451,7 +451,7 @@ impl Pipeline {
                     commissioned: d.commissioned,
                     contract_until: d.contract_until,
                 },
-                last_seen_ms: (rec.recent.back().is_some()).then_some(seen),
+                last_seen_ms: (!rec.recent.is_empty()).then_some(seen),
                 offline_since_ms: rec.alarms.offline_since(),
                 open_faults,
                 meters: rec.meters.iter().map(|(k, v)| (k.clone(), *v)).collect(),

@@ -1,148 +1,124 @@
-//! The agent's durable state in sled; every sled call of the agent lives here.
+//! The agent's durable state, in [fjall] (an LSM tree: a commit is one journal append
+//! and a memtable insert); every storage call of the agent lives here.
 //!
-//! Trees:
-//! - `devices`: device id -> the device's [`DeviceRecord`] (alarm state, meters,
-//!   schedules, recent messages) and its plugin's opaque state, in one value (see
-//!   [`DeviceEntry`]): one write per changed device and batch.
-//! - `plugin_state`: device id -> plugin state, as stores written before the combined
-//!   value kept it; read for devices whose value is still in the old (JSON) form.
-//! - `outbox`: big-endian sequence -> [`OutboxEntry`] (requests to the central service,
-//!   in the order they must be sent).
+//! # Keyspaces
+//! - `devices`: device id -> its [`DeviceRecord`] and its plugin's opaque state in one
+//!   compact binary value ([`record`]): one write per changed device and batch.
+//! - `outbox`: big-endian sequence -> [`OutboxEntry`] (JSON: the request as it will be
+//!   sent), in the order the requests must go out.
 //! - `dead`: sequence -> [`DeadLetter`] (requests the central service refused for good).
 //! - `tickets`: ticket id -> [`TicketRef`] (tickets the agent holds open, for the sync).
-//! - `archive`: device id, 0, big-endian sequence -> [`ArchiveEntry`] (the device
-//!   archive, oldest first per device).
+//! - `archive`: device id, 0, big-endian sequence -> [`ArchiveEntry`]: append-only,
+//!   oldest first per device.
+//! - `meta`: the store's format ([`STORE_FORMAT`]) and the next sequence number.
 //!
-//! [`Store::commit`] writes a [`Batch`] to all trees in one transaction (a batch that
-//! touches devices only is one atomic batch of that tree): plugin state, alarm state
-//! and the outbox never diverge. Durability comes from [`Store::flush`],
-//! called once per batch (group commit) before the MQTT messages are acknowledged.
+//! # Durability
+//! [`Store::commit`] writes a [`Batch`] (devices, outbox, tickets, archive and the
+//! sequence counter) as one fjall write batch: one journal record, applied atomically
+//! or not at all after a crash, so plugin state, alarm state and the outbox never
+//! diverge. It reaches the kernel (a `write` to the journal) but is not yet durable.
+//! [`Store::flush`] makes everything committed so far durable with one `fdatasync`
+//! of the journal (`PersistMode::SyncData`); the live agent calls it once per group
+//! commit and acknowledges the batch's MQTT messages only after it returned. So:
+//! - a power cut before `flush` returned loses that batch (and possibly batches
+//!   committed before it) as a whole, and nothing of it was acknowledged: the broker
+//!   delivers those messages again;
+//! - a power cut after `flush` returned loses nothing that was acknowledged;
+//! - a failed `fdatasync` (full or failing disk) poisons the database: every later
+//!   write fails and the agent stops with the store's directory and the OS's reason;
+//!   a restart recovers from the journal (fjall checks every batch's checksum and
+//!   drops a torn tail);
+//! - [`Store::delivered`] and [`Store::dead_letter`] are not synced on their own: a
+//!   power cut may undo one, and the request is then sent again under the same
+//!   idempotency key, which the central service answers with the same ticket. The
+//!   next group commit's `fdatasync` covers them (one journal).
+//!
+//! Replay ([`Store::scratch`]) never syncs: nothing is acknowledged there.
+//!
+//! # Why fjall
+//! sled 0.34, the first store, deadlocked under load (spacejam/sled#1412: most long
+//! replays hung for good), synced with `sync_file_range` (not durable on Linux) and
+//! has had no release since 2021. fjall and redb were measured on the agent's own
+//! write pattern (`cargo run --release -p tend-store-engines`: a group commit of N
+//! changed device records plus outbox and archive appends, then a sync, N from 1 to
+//! 1,000, over 10,000 devices):
+//!
+//! | N records / commit | fjall commits/s (p50 / p99 ms) | redb commits/s (p50 / p99 ms) | bytes written / inserted, fjall : redb |
+//! |---:|---:|---:|---:|
+//! | 1 | 10,942 (0.08 / 0.17) | 4,628 (0.20 / 0.33) | 15 : 106 |
+//! | 10 | 5,142 (0.18 / 0.30) | 2,615 (0.37 / 0.52) | 2.8 : 26 |
+//! | 100 | 2,339 (0.31 / 3.6) | 726 (1.4 / 1.7) | 2.0 : 15 |
+//! | 1,000 | 449 (1.5 / 9.2) | 128 (7.8 / 10.0) | 1.9 : 8.9 |
+//!
+//! Both sync with exactly one `fdatasync` per commit (strace). fjall commits 2-3.5x
+//! as often and writes 5-9x fewer bytes per commit from N = 10 (flash wear on a site
+//! box's eMMC), because a commit appends to its journal where redb rewrites every
+//! B-tree page on the path (about 690 pages of 4 KiB at N = 1,000). redb is smaller on
+//! disk and in memory (one file; 9-14 MiB RSS against fjall's 16-28 MiB) with a
+//! tighter tail; fjall's journal files are created at 64 MiB (sparse) and its p99
+//! rises while compaction runs. Load and scan of 10,000 devices take milliseconds on
+//! both. fjall's throughput and wear decide it; its memtables are kept small here
+//! (`max_write_buffer_size` is a no-op in fjall 3.1) and [`Store::flush`] releases
+//! old journals (see there).
 
 pub mod archive;
+pub mod record;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::alarms::DeviceAlarms;
-use crate::maintenance::inspection::PlanState;
 use crate::tickets::model::{CloseRequest, NewTicket, TicketEvent};
-use crate::vecmap::VecMap;
 
 pub use archive::{ArchiveEntry, ArchiveEvent};
+pub use record::{
+    DeviceEntry, DeviceRecord, RECENT_MESSAGES, Recent, decode_device, digest, encode_device,
+};
 
-/// How many recent (ts, payload digest) pairs a device remembers to recognise a
-/// redelivered message.
-pub const RECENT_MESSAGES: usize = 64;
+/// The store's on-disk format, kept in `meta`. An agent refuses a store of another
+/// format with an error saying what to do (nothing is migrated).
+pub const STORE_FORMAT: u64 = 2;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// sled failed (I/O, corruption, full disk ...).
-    ///
-    /// sled's error is part of the message and deliberately not a `source`: an
-    /// error chain would print it twice ("store at DIR: IO error: X: IO error: X").
-    #[error("store at {dir}: {error}")]
-    Sled {
+    /// The engine failed (I/O, full disk, corruption ...).
+    #[error("store at {dir}: {message}")]
+    Engine {
         /// The data directory.
         dir: String,
-        /// sled's error.
-        error: sled::Error,
+        /// What failed and the OS's reason.
+        message: String,
     },
     /// A record could not be decoded.
     #[error("store at {dir}: record `{key}` in `{tree}` is unreadable: {reason}")]
     Corrupt {
         /// The data directory.
         dir: String,
-        /// Tree name.
+        /// Keyspace name.
         tree: &'static str,
         /// Key, printable.
         key: String,
         /// Decoder message.
         reason: String,
     },
-}
-
-/// What the agent keeps per device besides the plugin's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeviceRecord {
-    /// Alarm episodes and offline tracking.
-    pub alarms: DeviceAlarms,
-    /// Latest meter values reported by the plugin.
-    #[serde(default)]
-    pub meters: VecMap<String, f64>,
-    /// Recently processed messages (event time, payload digest): a redelivered
-    /// message is recognised and changes nothing. Stored as raw bytes beside the
-    /// record's JSON (see [`DeviceEntry`]); read from the JSON of older stores.
-    #[serde(default, skip_serializing)]
-    pub recent: VecDeque<(i64, u64)>,
-    /// Open tickets of this device by fault code: (ticket id, episode).
-    #[serde(default)]
-    pub open_tickets: VecMap<String, (String, u32)>,
-    /// Inspection schedules by plan id.
-    #[serde(default)]
-    pub inspections: VecMap<String, PlanState>,
-    /// Out of service (a level-1 fault active or clearing) since then.
-    #[serde(default)]
-    pub down_since: Option<i64>,
-    /// The level-1 faults keeping it out of service.
-    #[serde(default)]
-    pub down_codes: std::collections::BTreeSet<String>,
-    /// Past level-1 periods (start, end) in ms, oldest first: the warranty's downtime
-    /// extension.
-    #[serde(default)]
-    pub downtime: Vec<(i64, i64)>,
-}
-
-impl DeviceRecord {
-    /// A device seen for the first time at `start_ms`.
-    pub fn new(start_ms: i64) -> Self {
-        Self {
-            alarms: DeviceAlarms::new(start_ms),
-            meters: VecMap::new(),
-            recent: VecDeque::new(),
-            open_tickets: VecMap::new(),
-            inspections: VecMap::new(),
-            down_since: None,
-            down_codes: std::collections::BTreeSet::new(),
-            downtime: Vec::new(),
-        }
-    }
-
-    /// Level-1 periods up to `at`: the past ones and the current one, if any.
-    pub fn downtime_until(&self, at: i64) -> Vec<(i64, i64)> {
-        let mut out = self.downtime.clone();
-        if let Some(since) = self.down_since {
-            out.push((since, at.max(since)));
-        }
-        out
-    }
-
-    /// True if this (ts, digest) was processed already, or is older than every
-    /// message remembered once the memory is full; otherwise remembers it.
-    ///
-    /// Older than the horizon, a redelivery cannot be told from a new message: a
-    /// broker restored from stale persistence (Mosquitto saves every 30 min by
-    /// default, then loses what it acked since on a crash) sends every device's
-    /// last hours again, and judging them again would raise faults that already
-    /// recovered (a false `recurred`, a second ticket). A maintenance engineer wants
-    /// them ignored; a reading that late says nothing about the device now anyway.
-    pub fn seen_before(&mut self, ts_ms: i64, digest: u64) -> bool {
-        if self.recent.contains(&(ts_ms, digest)) {
-            return true;
-        }
-        if self.recent.len() >= RECENT_MESSAGES && self.recent.iter().all(|(t, _)| ts_ms < *t) {
-            return true;
-        }
-        self.recent.push_back((ts_ms, digest));
-        while self.recent.len() > RECENT_MESSAGES {
-            self.recent.pop_front();
-        }
-        false
-    }
+    /// The directory holds a store this version does not read.
+    #[error(
+        "store at {dir}: {found}; this version of tend keeps its store in format \
+         {STORE_FORMAT} and does not convert older ones: stop the agent, move the \
+         directory aside (or delete it: open tickets stay at the central service) and \
+         start again"
+    )]
+    Format {
+        /// The data directory.
+        dir: String,
+        /// What was found there.
+        found: String,
+    },
 }
 
 /// One request for the central service.
@@ -255,94 +231,6 @@ pub struct TicketRef {
     pub number: Option<String>,
 }
 
-/// A device's stored value: its record and its plugin's state.
-///
-/// Encoding (version 1): `0x01`, the record's JSON length (u32 LE), the record as
-/// JSON without `recent`, the number of recent messages (u16 LE) and each as event
-/// time (i64 LE) and digest (u64 LE), then `0x00` (no plugin state) or `0x01` and the
-/// state bytes to the end. The hot part (`recent`, the state) is copied, not
-/// formatted; the JSON part stays readable. A value starting with `{` is the older
-/// form: the record as JSON, its plugin state in the `plugin_state` tree.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceEntry {
-    /// The record.
-    pub record: DeviceRecord,
-    /// The plugin's state (`None`: the plugin never saved one).
-    pub plugin_state: Option<Vec<u8>>,
-}
-
-/// Version byte of [`DeviceEntry`]'s encoding.
-const DEVICE_V1: u8 = 1;
-
-/// Encodes a device's value (see [`DeviceEntry`]).
-pub fn encode_device(
-    record: &DeviceRecord,
-    plugin_state: Option<&[u8]>,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let recent = record.recent.len().min(usize::from(u16::MAX));
-    let state_len = plugin_state.map_or(0, <[u8]>::len);
-    let mut out = Vec::with_capacity(512 + 16 * recent + state_len);
-    out.push(DEVICE_V1);
-    out.extend_from_slice(&[0; 4]);
-    serde_json::to_writer(&mut out, record)?;
-    let json_len = u32::try_from(out.len() - 5).map_err(serde::ser::Error::custom)?;
-    out[1..5].copy_from_slice(&json_len.to_le_bytes());
-    out.extend_from_slice(&(recent as u16).to_le_bytes());
-    for (ts, digest) in record.recent.iter().skip(record.recent.len() - recent) {
-        out.extend_from_slice(&ts.to_le_bytes());
-        out.extend_from_slice(&digest.to_le_bytes());
-    }
-    match plugin_state {
-        Some(state) => {
-            out.push(1);
-            out.extend_from_slice(state);
-        }
-        None => out.push(0),
-    }
-    Ok(out)
-}
-
-/// Eight little-endian bytes (`b` has at least 8).
-fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
-}
-
-/// Where a decoded device value's plugin state is.
-#[derive(Debug, PartialEq)]
-enum StateIn {
-    /// In the value (current encoding): the state, if the plugin saved one.
-    Value(Option<Vec<u8>>),
-    /// In the `plugin_state` tree (the older JSON form).
-    LegacyTree,
-}
-
-/// Decodes a device's value: the record and where its plugin state is.
-fn decode_device(v: &[u8]) -> Result<(DeviceRecord, StateIn), String> {
-    if v.first() != Some(&DEVICE_V1) {
-        let record = serde_json::from_slice(v).map_err(|e| e.to_string())?;
-        return Ok((record, StateIn::LegacyTree));
-    }
-    let short = || "truncated value".to_owned();
-    let take = |at: usize, n: usize| v.get(at..at + n).ok_or_else(short);
-    let json_len = take(1, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))? as usize;
-    let mut record: DeviceRecord =
-        serde_json::from_slice(take(5, json_len)?).map_err(|e| e.to_string())?;
-    let mut at = 5 + json_len;
-    let n = take(at, 2).map(|b| u16::from_le_bytes([b[0], b[1]]))? as usize;
-    at += 2;
-    let pairs = take(at, 16 * n)?;
-    record.recent = pairs.chunks_exact(16).map(|c| (le_u64(c) as i64, le_u64(&c[8..]))).collect();
-    at += 16 * n;
-    let state = match take(at, 1)?[0] {
-        0 => None,
-        1 => Some(v[at + 1..].to_vec()),
-        b => return Err(format!("bad plugin-state marker {b}")),
-    };
-    Ok((record, StateIn::Value(state)))
-}
-
 /// Everything one batch of messages changed, committed in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -367,17 +255,24 @@ impl Batch {
     }
 }
 
-/// The agent's database.
+/// The agent's database. Clones share it.
 #[derive(Clone)]
 pub struct Store {
     dir: String,
-    db: sled::Db,
-    devices: sled::Tree,
-    plugin_state: sled::Tree,
-    outbox: sled::Tree,
-    dead: sled::Tree,
-    tickets: sled::Tree,
-    archive: sled::Tree,
+    db: Database,
+    devices: Keyspace,
+    outbox: Keyspace,
+    dead: Keyspace,
+    tickets: Keyspace,
+    archive: Keyspace,
+    meta: Keyspace,
+    /// The next sequence number (outbox and archive keys). The lock also serialises
+    /// the store's read-modify-write calls with commits.
+    seq: Arc<Mutex<u64>>,
+    /// Whether [`Store::flush`] syncs (not for replay's scratch store).
+    durable: bool,
+    /// Journal files seen at the last [`Store::release_journals`].
+    journals_seen: Arc<AtomicUsize>,
 }
 
 /// Archive key: device id, a 0 byte, big-endian sequence (device ids have no 0 byte).
@@ -389,29 +284,110 @@ fn archive_key(device: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+const META_FORMAT: &str = "format";
+const META_SEQ: &str = "seq";
+
+/// A readable message for an engine error: the OS's reason once, not Debug output.
+fn engine_message(e: &fjall::Error) -> String {
+    match e {
+        fjall::Error::Io(io) => io.to_string(),
+        fjall::Error::Storage(fjall::LsmError::Io(io)) => io.to_string(),
+        fjall::Error::Storage(other) => format!("{other:?}"),
+        fjall::Error::Poisoned => "an earlier write or sync failed, so the store refuses \
+                                   further writes until the agent restarts"
+            .to_owned(),
+        fjall::Error::Locked => "in use by another process (a running `tend run`?)".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    b.try_into().ok().map(u64::from_be_bytes)
+}
+
 impl Store {
-    /// Opens (or creates) the database in `dir`, with sled's page cache bounded to
-    /// `cache_capacity` bytes (sled's default is 1 GB).
-    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database in `dir`, with a block cache of `cache_bytes`.
+    /// Commits are made durable by [`Store::flush`].
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        Self::open_with(dir, cache_bytes, true)
+    }
+
+    /// A store for `tend replay` in `dir` (a scratch directory): never synced, since
+    /// nothing is acknowledged there.
+    pub fn scratch(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, 16 << 20, false)
+    }
+
+    fn open_with(dir: &Path, cache_bytes: u64, durable: bool) -> Result<Self, StoreError> {
         let name = dir.display().to_string();
-        let err = |error| StoreError::Sled { dir: name.clone(), error };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity)
-            .mode(sled::Mode::LowSpace)
+        let err = |what: &str, e: fjall::Error| StoreError::Engine {
+            dir: name.clone(),
+            message: format!("{what}: {}", engine_message(&e)),
+        };
+        if dir.join("conf").is_file() && dir.join("db").is_file() {
+            return Err(StoreError::Format {
+                dir: name,
+                found: "it was written by an earlier version of tend (sled)".to_owned(),
+            });
+        }
+        let db = Database::builder(dir)
+            .cache_size(cache_bytes.max(1 << 20))
+            // The journal is bounded: memtables are flushed to tables well before.
+            .max_journaling_size(64 << 20)
+            // Commits reach the kernel at once when durable (flush syncs them);
+            // replay's scratch store keeps them in the journal's buffer.
+            .manual_journal_persist(!durable)
+            .worker_threads(1)
             .open()
-            .map_err(err)?;
-        let tree = |n: &str| db.open_tree(n).map_err(err);
-        Ok(Self {
-            devices: tree("devices")?,
-            plugin_state: tree("plugin_state")?,
-            outbox: tree("outbox")?,
-            dead: tree("dead")?,
-            tickets: tree("tickets")?,
-            archive: tree("archive")?,
+            .map_err(|e| err("opening", e))?;
+        // Small memtables: the agent holds its working state in memory itself.
+        let ks = |n: &str, memtable: u64| {
+            let options = || {
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(memtable)
+                    .manual_journal_persist(!durable)
+            };
+            db.keyspace(n, options).map_err(|e| err(&format!("opening keyspace {n}"), e))
+        };
+        let store = Self {
+            devices: ks("devices", 8 << 20)?,
+            outbox: ks("outbox", 4 << 20)?,
+            dead: ks("dead", 1 << 20)?,
+            tickets: ks("tickets", 1 << 20)?,
+            archive: ks("archive", 4 << 20)?,
+            meta: ks("meta", 1 << 20)?,
             db,
             dir: name,
-        })
+            seq: Arc::new(Mutex::new(0)),
+            durable,
+            journals_seen: Arc::new(AtomicUsize::new(0)),
+        };
+        let format = store.meta.get(META_FORMAT).map_err(|e| store.engine("reading", e))?;
+        match format.as_deref().map(be_u64) {
+            Some(Some(STORE_FORMAT)) => {}
+            Some(found) => {
+                return Err(StoreError::Format {
+                    dir: store.dir.clone(),
+                    found: match found {
+                        Some(f) => format!("its format is {f}"),
+                        None => "its format marker is unreadable".to_owned(),
+                    },
+                });
+            }
+            None => {
+                store
+                    .meta
+                    .insert(META_FORMAT, STORE_FORMAT.to_be_bytes())
+                    .map_err(|e| store.engine("writing", e))?;
+                store.flush()?;
+            }
+        }
+        let next = match store.meta.get(META_SEQ).map_err(|e| store.engine("reading", e))? {
+            Some(v) => be_u64(&v).ok_or_else(|| store.corrupt("meta", b"seq", "not 8 bytes"))?,
+            None => 1,
+        };
+        *store.seq.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(store)
     }
 
     /// The data directory, as errors name it.
@@ -419,8 +395,15 @@ impl Store {
         &self.dir
     }
 
-    fn sled_err(&self, source: sled::Error) -> StoreError {
-        StoreError::Sled { dir: self.dir.clone(), error: source }
+    fn engine(&self, what: &str, e: fjall::Error) -> StoreError {
+        let mut message = format!("{what}: {}", engine_message(&e));
+        if matches!(e, fjall::Error::Poisoned) {
+            // fjall keeps the OS's reason to its own log: ask the directory itself.
+            if let Some(why) = probe_write(Path::new(&self.dir)) {
+                message.push_str(&format!(" (writing in the directory fails: {why})"));
+            }
+        }
+        StoreError::Engine { dir: self.dir.clone(), message }
     }
 
     fn corrupt(&self, tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
@@ -432,23 +415,13 @@ impl Store {
         }
     }
 
-    /// Every device's record and plugin state (loaded once at start). Devices still
-    /// in the older form take their state from the `plugin_state` tree.
+    /// Every device's record and plugin state (loaded once at start).
     pub fn devices(&self) -> Result<BTreeMap<String, DeviceEntry>, StoreError> {
         let mut out = BTreeMap::new();
         for item in self.devices.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            let (record, state) = decode_device(&v).map_err(|e| self.corrupt("devices", &k, e))?;
-            let plugin_state = match state {
-                StateIn::Value(state) => state,
-                StateIn::LegacyTree => {
-                    self.plugin_state.get(&k).map_err(|e| self.sled_err(e))?.map(|v| v.to_vec())
-                }
-            };
-            out.insert(
-                String::from_utf8_lossy(&k).into_owned(),
-                DeviceEntry { record, plugin_state },
-            );
+            let (k, v) = item.into_inner().map_err(|e| self.engine("reading devices", e))?;
+            let entry = decode_device(&v).map_err(|e| self.corrupt("devices", &k, e))?;
+            out.insert(String::from_utf8_lossy(&k).into_owned(), entry);
         }
         Ok(out)
     }
@@ -459,83 +432,74 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        if batch.outbox.is_empty() && batch.tickets.is_empty() && batch.archive.is_empty() {
-            // One tree: its atomic batch, cheaper than a transaction.
-            let mut b = sled::Batch::default();
-            for (id, v) in &batch.devices {
-                b.insert(id.as_bytes(), v.as_slice());
-            }
-            return self.devices.apply_batch(b).map_err(|e| self.sled_err(e));
+        let mut seq = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = *seq;
+        let mut b = self.db.batch();
+        for (id, v) in &batch.devices {
+            b.insert(&self.devices, id.as_bytes(), v.as_slice());
         }
-        let mut outbox = Vec::with_capacity(batch.outbox.len());
         for entry in &batch.outbox {
-            let seq = self.db.generate_id().map_err(|e| self.sled_err(e))?;
             let bytes = serde_json::to_vec(entry)
                 .map_err(|e| self.corrupt("outbox", entry.key.as_bytes(), e))?;
-            outbox.push((seq.to_be_bytes(), bytes));
+            b.insert(&self.outbox, next.to_be_bytes(), bytes);
+            next += 1;
         }
-        let mut tickets = Vec::with_capacity(batch.tickets.len());
         for (id, t) in &batch.tickets {
-            let bytes = match t {
-                Some(t) => Some(
-                    serde_json::to_vec(t).map_err(|e| self.corrupt("tickets", id.as_bytes(), e))?,
-                ),
-                None => None,
-            };
-            tickets.push((id.as_bytes(), bytes));
+            match t {
+                Some(t) => {
+                    let bytes = serde_json::to_vec(t)
+                        .map_err(|e| self.corrupt("tickets", id.as_bytes(), e))?;
+                    b.insert(&self.tickets, id.as_bytes(), bytes);
+                }
+                None => b.remove(&self.tickets, id.as_bytes()),
+            }
         }
-        let mut archive = Vec::with_capacity(batch.archive.len());
         for (device, entry) in &batch.archive {
-            let seq = self.db.generate_id().map_err(|e| self.sled_err(e))?;
             let bytes = serde_json::to_vec(entry)
                 .map_err(|e| self.corrupt("archive", device.as_bytes(), e))?;
-            archive.push((archive_key(device, seq), bytes));
+            b.insert(&self.archive, archive_key(device, next), bytes);
+            next += 1;
         }
-        let trees = (&self.devices, &self.outbox, &self.tickets, &self.archive);
-        let result = trees.transaction(|(d, o, t, a)| {
-            for (k, v) in &batch.devices {
-                d.insert(k.as_bytes(), v.as_slice())?;
-            }
-            for (k, v) in &outbox {
-                o.insert(k, v.as_slice())?;
-            }
-            for (k, v) in &tickets {
-                match v {
-                    Some(v) => t.insert(*k, v.as_slice())?,
-                    None => t.remove(*k)?,
-                };
-            }
-            for (k, v) in &archive {
-                a.insert(k.as_slice(), v.as_slice())?;
-            }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(e)) => Err(self.sled_err(e)),
-            Err(TransactionError::Abort(())) => Err(self.sled_err(sled::Error::ReportableBug(
-                "transaction aborted without a reason".into(),
-            ))),
+        if next != *seq {
+            b.insert(&self.meta, META_SEQ, next.to_be_bytes());
         }
+        b.commit().map_err(|e| self.engine("committing", e))?;
+        *seq = next;
+        Ok(())
     }
 
-    /// Makes everything committed so far durable (fsync). Blocking: call it from a
-    /// blocking thread. (sled 0.34's `flush_async` can hang with several databases in
-    /// one process, spacejam/sled#1241, so it is not used.)
-    pub fn flush(&self) -> Result<usize, StoreError> {
-        self.db.flush().map_err(|e| self.sled_err(e))
+    /// Makes everything committed so far durable: one `fdatasync` of the journal.
+    /// Blocking: call it from a blocking thread. A no-op on a scratch store.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        if !self.durable {
+            return Ok(());
+        }
+        self.db.persist(PersistMode::SyncData).map_err(|e| self.engine("syncing", e))?;
+        self.release_journals()
+    }
+
+    /// A sealed journal file is deleted once every keyspace with data in it has
+    /// flushed that data to a table. The small keyspaces (tickets, meta, dead letters)
+    /// fill their memtables rarely, so they would keep old journals, and their disk
+    /// space, for days: when journals pile up, their memtables are flushed too (in
+    /// the background), once per new journal.
+    fn release_journals(&self) -> Result<(), StoreError> {
+        let journals = self.db.journal_count();
+        if journals <= 2 || self.journals_seen.swap(journals, Ordering::Relaxed) == journals {
+            return Ok(());
+        }
+        for ks in [&self.outbox, &self.dead, &self.tickets, &self.archive, &self.meta] {
+            ks.rotate_memtable().map_err(|e| self.engine("flushing a memtable", e))?;
+        }
+        Ok(())
     }
 
     /// The oldest `limit` outbox entries, in order, with their sequence numbers.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         let mut out = Vec::new();
         for item in self.outbox.iter().take(limit) {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            let seq = k
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| self.corrupt("outbox", &k, "bad key"))?;
+            let (k, v) = item.into_inner().map_err(|e| self.engine("reading the outbox", e))?;
+            let seq = be_u64(&k).ok_or_else(|| self.corrupt("outbox", &k, "bad key"))?;
             let entry = serde_json::from_slice(&v).map_err(|e| self.corrupt("outbox", &k, e))?;
             out.push((seq, entry));
         }
@@ -544,19 +508,26 @@ impl Store {
 
     /// Number of requests waiting.
     pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+        // Exact (a scan of keys); the outbox is short outside a central outage.
+        self.outbox.iter().count()
     }
 
-    /// Removes a delivered request and records the ticket's number, durably.
+    /// Removes a delivered request and records the ticket's number (not synced on
+    /// its own: see the module docs).
     pub fn delivered(
         &self,
         seq: u64,
         ticket_id: &str,
         number: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.outbox.remove(seq.to_be_bytes()).map_err(|e| self.sled_err(e))?;
+        let _guard = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut b = self.db.batch();
+        b.remove(&self.outbox, seq.to_be_bytes());
         if let Some(number) = number
-            && let Some(v) = self.tickets.get(ticket_id.as_bytes()).map_err(|e| self.sled_err(e))?
+            && let Some(v) = self
+                .tickets
+                .get(ticket_id.as_bytes())
+                .map_err(|e| self.engine("reading tickets", e))?
         {
             let mut t: TicketRef = serde_json::from_slice(&v)
                 .map_err(|e| self.corrupt("tickets", ticket_id.as_bytes(), e))?;
@@ -564,36 +535,28 @@ impl Store {
                 t.number = Some(number.to_owned());
                 let bytes = serde_json::to_vec(&t)
                     .map_err(|e| self.corrupt("tickets", ticket_id.as_bytes(), e))?;
-                self.tickets.insert(ticket_id.as_bytes(), bytes).map_err(|e| self.sled_err(e))?;
+                b.insert(&self.tickets, ticket_id.as_bytes(), bytes);
             }
         }
-        self.flush().map(|_| ())
+        b.commit().map_err(|e| self.engine("committing", e))
     }
 
-    /// Moves a refused request to the dead-letter tree, durably.
+    /// Moves a refused request to the dead letters (not synced on its own).
     pub fn dead_letter(&self, seq: u64, letter: &DeadLetter) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(letter)
             .map_err(|e| self.corrupt("dead", letter.entry.key.as_bytes(), e))?;
-        let key = seq.to_be_bytes();
-        let r = (&self.outbox, &self.dead).transaction(|(o, d)| {
-            o.remove(&key)?;
-            d.insert(&key, bytes.as_slice())?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        match r {
-            Ok(()) => self.flush().map(|_| ()),
-            Err(TransactionError::Storage(e)) => Err(self.sled_err(e)),
-            Err(TransactionError::Abort(())) => {
-                Err(self.sled_err(sled::Error::ReportableBug("dead-letter aborted".into())))
-            }
-        }
+        let _guard = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut b = self.db.batch();
+        b.remove(&self.outbox, seq.to_be_bytes());
+        b.insert(&self.dead, seq.to_be_bytes(), bytes);
+        b.commit().map_err(|e| self.engine("committing", e))
     }
 
     /// Every dead letter, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         let mut out = Vec::new();
         for item in self.dead.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let (k, v) = item.into_inner().map_err(|e| self.engine("reading dead letters", e))?;
             out.push(serde_json::from_slice(&v).map_err(|e| self.corrupt("dead", &k, e))?);
         }
         Ok(out)
@@ -603,7 +566,7 @@ impl Store {
     pub fn open_tickets(&self) -> Result<BTreeMap<String, TicketRef>, StoreError> {
         let mut out = BTreeMap::new();
         for item in self.tickets.iter() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let (k, v) = item.into_inner().map_err(|e| self.engine("reading tickets", e))?;
             let t = serde_json::from_slice(&v).map_err(|e| self.corrupt("tickets", &k, e))?;
             out.insert(String::from_utf8_lossy(&k).into_owned(), t);
         }
@@ -615,26 +578,40 @@ impl Store {
         let mut prefix = device.as_bytes().to_vec();
         prefix.push(0);
         let mut out = Vec::new();
-        for item in self.archive.scan_prefix(&prefix) {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+        for item in self.archive.prefix(&prefix) {
+            let (k, v) = item.into_inner().map_err(|e| self.engine("reading the archive", e))?;
             out.push(serde_json::from_slice(&v).map_err(|e| self.corrupt("archive", &k, e))?);
         }
         Ok(out)
     }
 
-    /// Bytes on disk (sled's estimate).
+    /// Bytes on disk: tables and journals.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db.size_on_disk().map_err(|e| self.sled_err(e))
+        self.db.disk_space().map_err(|e| self.engine("measuring", e))
+    }
+
+    /// Live keys and values, bytes (what the store would hold with no overhead).
+    pub fn logical_bytes(&self) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for ks in [&self.devices, &self.outbox, &self.dead, &self.tickets, &self.archive] {
+            for item in ks.iter() {
+                let (k, v) = item.into_inner().map_err(|e| self.engine("measuring", e))?;
+                n += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(n)
     }
 }
 
-/// A stable 64-bit digest of a payload (first 8 bytes of its sha256).
-pub fn digest(payload: &[u8]) -> u64 {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(payload);
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    u64::from_be_bytes(b)
+/// Writes and syncs a small file in `dir` and removes it: the OS's reason when that
+/// fails (a full or read-only disk), for an error fjall reports without it.
+fn probe_write(dir: &Path) -> Option<String> {
+    use std::io::Write;
+    let path = dir.join(".tend-write-probe");
+    let result = std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(&[0u8; 4096]).and_then(|()| f.sync_data()));
+    let _ = std::fs::remove_file(&path);
+    result.err().map(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -653,6 +630,13 @@ mod tests {
                     note: None,
                 },
             },
+        }
+    }
+
+    fn archived(n: i64) -> ArchiveEntry {
+        ArchiveEntry {
+            at_ms: n,
+            event: ArchiveEvent::TicketClosed { ticket_id: format!("t{n}"), resolution: None },
         }
     }
 
@@ -677,6 +661,7 @@ mod tests {
                     number: None,
                 }),
             ));
+            batch.archive = vec![("d1".into(), archived(1)), ("d10".into(), archived(2))];
             store.commit(&batch).unwrap();
             store.flush().unwrap();
         }
@@ -685,9 +670,11 @@ mod tests {
         assert_eq!(devices["d1"].record.meters.get("door_cycles"), Some(&12.0));
         assert!(devices["d1"].record.recent.contains(&(1, 42)));
         assert_eq!(devices["d1"].plugin_state.as_deref(), Some(&b"{\"x\":1}"[..]));
+        assert_eq!(store.archive("d1").unwrap(), vec![archived(1)]);
         let pending = store.outbox(10).unwrap();
         let keys: Vec<&str> = pending.iter().map(|(_, e)| e.key.as_str()).collect();
         assert_eq!(keys, ["k1", "k2", "k3"]);
+        assert_eq!(store.outbox_len(), 3);
         store.delivered(pending[0].0, "t1", Some("T-000001")).unwrap();
         assert_eq!(store.open_tickets().unwrap()["t1"].number.as_deref(), Some("T-000001"));
         let letter =
@@ -699,93 +686,62 @@ mod tests {
     }
 
     #[test]
-    fn a_device_value_round_trips_with_and_without_plugin_state() {
-        let mut rec = DeviceRecord::new(7);
-        for i in 0..70 {
-            rec.seen_before(i * 1000 - 5, u64::MAX - i as u64);
-        }
-        rec.meters.insert("lamp_hours".into(), 1.5);
-        for state in [None, Some(&b""[..]), Some(&b"\x00\x01binary"[..])] {
-            let v = encode_device(&rec, state).unwrap();
-            let (back, s) = decode_device(&v).unwrap();
-            assert_eq!(back, rec);
-            assert_eq!(s, StateIn::Value(state.map(<[u8]>::to_vec)));
-        }
-    }
-
-    #[test]
-    fn a_truncated_device_value_is_an_error_not_a_panic() {
-        let mut rec = DeviceRecord::new(7);
-        rec.seen_before(1, 2);
-        let v = encode_device(&rec, Some(b"abc")).unwrap();
-        let cut = v.len() - 4; // inside the state marker and the recent pairs
-        for n in 1..cut {
-            assert!(decode_device(&v[..n]).is_err(), "{n} bytes accepted");
-        }
-    }
-
-    /// Stores written before the combined value: the record as JSON (with `recent`),
-    /// the plugin state in its own tree. They still load, and a rewrite moves on.
-    #[test]
-    fn a_store_with_json_device_records_still_loads() {
+    fn sequence_numbers_keep_increasing_across_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
-        let legacy = r#"{"alarms":{"now":5,"last_seen":5,"offline_since":null,"codes":{}},
-            "meters":{"door_cycles":3.0},"recent":[[5,99]],"open_tickets":{}}"#;
-        store.devices.insert("d1", legacy.as_bytes()).unwrap();
-        store.plugin_state.insert("d1", &b"{\"n\":1}"[..]).unwrap();
-        store.devices.insert("d2", legacy.as_bytes()).unwrap();
-        let loaded = store.devices().unwrap();
-        assert_eq!(loaded["d1"].record.recent, VecDeque::from([(5, 99)]));
-        assert_eq!(loaded["d1"].record.meters.get("door_cycles"), Some(&3.0));
-        assert_eq!(loaded["d1"].plugin_state.as_deref(), Some(&b"{\"n\":1}"[..]));
-        assert_eq!(loaded["d2"].plugin_state, None);
-        // Rewritten in the current form, the value carries its own (newer) state.
-        let mut batch = Batch::default();
-        batch
-            .devices
-            .push(("d1".into(), encode_device(&loaded["d1"].record, Some(b"new")).unwrap()));
+        let mut last = 0;
+        for round in 0..3u32 {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let batch = Batch {
+                outbox: vec![event(round)],
+                archive: vec![("d1".into(), archived(i64::from(round)))],
+                ..Batch::default()
+            };
+            store.commit(&batch).unwrap();
+            store.flush().unwrap();
+            let (seq, _) = *store.outbox(10).unwrap().last().unwrap();
+            assert!(seq > last, "{seq} after {last}");
+            last = seq;
+            let at: Vec<i64> = store.archive("d1").unwrap().iter().map(|e| e.at_ms).collect();
+            assert_eq!(at, (0..=i64::from(round)).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_sled_store_of_an_earlier_version_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("conf"), "segment_size: 524288\n").unwrap();
+        std::fs::write(dir.path().join("db"), [0u8; 64]).unwrap();
+        let err = Store::open(dir.path(), 1 << 20).err().unwrap().to_string();
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(err.contains("earlier version of tend (sled)"), "{err}");
+        assert!(err.contains("move the directory aside"), "{err}");
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            store.meta.insert(META_FORMAT, 1u64.to_be_bytes()).unwrap();
+            store.flush().unwrap();
+        }
+        let err = Store::open(dir.path(), 1 << 20).err().unwrap().to_string();
+        assert!(err.contains("its format is 1"), "{err}");
+    }
+
+    #[test]
+    fn a_scratch_store_commits_without_syncing_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::scratch(dir.path()).unwrap();
+        let rec = DeviceRecord::new(3);
+        let batch = Batch {
+            devices: vec![("d1".into(), encode_device(&rec, None).unwrap())],
+            outbox: vec![event(1)],
+            ..Batch::default()
+        };
         store.commit(&batch).unwrap();
-        let loaded = store.devices().unwrap();
-        assert_eq!(loaded["d1"].plugin_state.as_deref(), Some(&b"new"[..]));
-        assert_eq!(loaded["d1"].record.recent, VecDeque::from([(5, 99)]));
-    }
-
-    #[test]
-    fn recent_messages_are_bounded() {
-        let mut rec = DeviceRecord::new(0);
-        for i in 0..(RECENT_MESSAGES as i64 + 10) {
-            assert!(!rec.seen_before(i, 7));
-        }
-        assert_eq!(rec.recent.len(), RECENT_MESSAGES);
-        // The oldest were forgotten; anything that old counts as seen.
-        assert!(rec.seen_before(0, 7));
-        assert!(rec.seen_before(9, 8));
-        assert_eq!(rec.recent.len(), RECENT_MESSAGES);
-    }
-
-    #[test]
-    fn stale_redelivery_beyond_the_recent_window_is_recognised() {
-        let mut rec = DeviceRecord::new(0);
-        let n = RECENT_MESSAGES as i64 * 3;
-        for i in 0..n {
-            assert!(!rec.seen_before(i * 1000, i as u64));
-        }
-        // A broker back from old persistence sends everything again, in order.
-        for i in 0..n {
-            assert!(rec.seen_before(i * 1000, i as u64), "message {i} judged twice");
-        }
-        // New messages, and late ones inside the window, still count.
-        assert!(!rec.seen_before(n * 1000, 1));
-        assert!(!rec.seen_before((n - 2) * 1000 + 1, 2));
-    }
-
-    #[test]
-    fn a_device_with_few_messages_keeps_late_ones() {
-        // Until the memory is full it holds the device's whole history: an older
-        // message not in it is new.
-        let mut rec = DeviceRecord::new(0);
-        assert!(!rec.seen_before(5000, 1));
-        assert!(!rec.seen_before(1000, 2));
+        store.flush().unwrap();
+        assert_eq!(store.devices().unwrap()["d1"].record, rec);
+        assert_eq!(store.outbox_len(), 1);
     }
 }

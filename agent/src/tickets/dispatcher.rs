@@ -27,7 +27,7 @@
 //! - **Restarts.** The dispatcher keeps no state of its own: the outbox is the state,
 //!   so a new dispatcher over the same store resumes where the last one stopped.
 //!
-//! Store calls (sled; `delivered` and `dead_letter` fsync) run on tokio's blocking
+//! Store calls (`delivered` and `dead_letter`) run on tokio's blocking
 //! pool via [`tokio::task::spawn_blocking`], never on the async workers. They are not
 //! cancelled by shutdown: shutdown interrupts an HTTP request or a wait, never a
 //! store write.

@@ -65,9 +65,11 @@ struct Opts {
     /// Repository root.
     #[arg(long, default_value = ".")]
     root: PathBuf,
-    /// The broker's `max_inflight_messages` (unacknowledged QoS 1 messages per client;
-    /// 20 is Mosquitto's default).
-    #[arg(long, default_value_t = 20)]
+    /// The broker's `max_inflight_messages` (unacknowledged QoS 1 messages per client).
+    /// The default is what the README tells a site to set: Mosquitto's own default of
+    /// 20 lets an agent that acknowledges after its group commit take 20 messages per
+    /// commit.
+    #[arg(long, default_value_t = 1000)]
     broker_inflight: u32,
     /// The agent's `central.in_flight` (tickets sent in parallel; 1 sends the outbox
     /// strictly in order).
@@ -882,15 +884,9 @@ fn store_sizes(dir: &Path) -> anyhow::Result<(u64, u64)> {
     }
     let mut disk = 0;
     walk(dir, &mut disk)?;
-    let db = sled::open(dir).with_context(|| format!("opening the store {}", dir.display()))?;
-    let mut logical = 0u64;
-    for name in db.tree_names() {
-        let tree = db.open_tree(&name)?;
-        for kv in tree.iter() {
-            let (k, v) = kv?;
-            logical += (k.len() + v.len()) as u64;
-        }
-    }
+    let store = tend::store::Store::open(dir, 1 << 20)
+        .with_context(|| format!("opening the store {}", dir.display()))?;
+    let logical = store.logical_bytes()?;
     Ok((disk, logical))
 }
 
