@@ -12,7 +12,7 @@ use crate::ingest::event_time::event_time_ms;
 use crate::pipeline::{Counters, Incoming, Pipeline, plugin_limits};
 use crate::plugins::{LoadError, PluginEngine, PluginSet, PluginSource};
 use crate::store::{OutboxEntry, Store};
-use crate::trace::read_trace;
+use crate::trace::read_trace_bytes;
 
 /// The plugin files config names: pinned ones (with their digests), then every other
 /// `*.wasm` in the plugin directory unless `only_pinned`.
@@ -89,9 +89,9 @@ pub fn replay(
     let mut pipeline: Option<Pipeline> = None;
     let mut watermark = i64::MIN;
     let mut summary = ReplaySummary::default();
-    for item in read_trace(trace) {
+    for item in read_trace_bytes(trace) {
         summary.lines += 1;
-        let (_, line) = match item {
+        let (_, topic, payload) = match item {
             Ok(x) => x,
             Err(e) => {
                 summary.bad_lines += 1;
@@ -99,7 +99,6 @@ pub fn replay(
                 continue;
             }
         };
-        let payload = line.payload_bytes();
         if let Ok(ts) = event_time_ms(&payload) {
             watermark = watermark.max(ts);
         }
@@ -113,7 +112,7 @@ pub fn replay(
                 pipeline.insert(Pipeline::new(config, pl, st, now)?)
             }
         };
-        let entries = p.process(vec![Incoming { topic: line.topic, payload, arrival_ms: now }])?;
+        let entries = p.process(vec![Incoming { topic, payload, arrival_ms: now }])?;
         write_requests(&entries, out)?;
         summary.requests += entries.len() as u64;
     }

@@ -184,6 +184,17 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
+    // A fixed mmap threshold: glibc otherwise raises it (up to 32 MiB) each time a
+    // large block is freed, after which large buffers (hash tables, read batches)
+    // come from the heap and their pages stay with the process when freed. With it
+    // fixed they are mapped and unmapped, and the heap's top is returned from 1 MiB.
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: as above.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
+        }
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -109,6 +109,28 @@ impl<K: Ord, V> VecMap<K, V> {
         &mut self.entries[i].1
     }
 
+    /// The value of `key`, inserting `make()` under `own(key)` first when there is none
+    /// (for keys whose owned form is not `Q::Owned`, such as interned names).
+    pub fn get_or_insert_owned<Q>(
+        &mut self,
+        key: &Q,
+        own: impl FnOnce(&Q) -> K,
+        make: impl FnOnce() -> V,
+    ) -> &mut V
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let i = match self.find(key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (own(key), make()));
+                i
+            }
+        };
+        &mut self.entries[i].1
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

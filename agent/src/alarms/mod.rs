@@ -31,6 +31,9 @@
 //! backwards: a late message is applied, but no transition of a code is dated before
 //! one already emitted for it.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
 use crate::vecmap::VecMap;
 
 use serde::{Deserialize, Serialize};
@@ -279,6 +282,54 @@ impl Episode {
     }
 }
 
+/// A fault code as a device's alarm state keys it: interned, so the ten thousand
+/// devices of a site share one allocation per code instead of a string each.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Code(Arc<str>);
+
+/// Every code interned so far (a plugin's declared codes and the host's own: a few
+/// dozen).
+static INTERNED: LazyLock<Mutex<BTreeSet<Arc<str>>>> = LazyLock::new(Mutex::default);
+
+impl Code {
+    /// The interned code.
+    pub fn new(code: &str) -> Self {
+        let mut set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+        match set.get(code) {
+            Some(a) => Self(a.clone()),
+            None => {
+                let a: Arc<str> = Arc::from(code);
+                set.insert(a.clone());
+                Self(a)
+            }
+        }
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Code {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Self::new(&s))
+    }
+}
+
 /// One code's history on one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct CodeState {
@@ -293,7 +344,9 @@ struct CodeState {
     /// When the last ticket was closed (central's clock), for status and the archive;
     /// not used by the rules, which run on event time.
     last_closed_at: Option<i64>,
-    episode: Option<Episode>,
+    /// Boxed: most codes of most devices never open one, and a device keeps a state
+    /// for each code its plugin reports.
+    episode: Option<Box<Episode>>,
 }
 
 impl CodeState {
@@ -351,7 +404,7 @@ impl CodeState {
         let Some(ep) = self.episode.as_mut() else {
             if report.active {
                 self.opened = self.opened.saturating_add(1);
-                self.episode = Some(Episode {
+                self.episode = Some(Box::new(Episode {
                     number: self.opened,
                     opened_at: at,
                     severity,
@@ -359,7 +412,7 @@ impl CodeState {
                     interrupts_service: report.meta.interrupts_service,
                     escalation_from: at,
                     phase: Phase::Active { since: at },
-                });
+                }));
                 out.push(Transition::Opened {
                     code: code.to_owned(),
                     episode: self.opened,
@@ -424,7 +477,7 @@ pub struct DeviceAlarms {
     /// episode because a closed ticket ends the episode, not the silence.
     offline_since: Option<i64>,
     /// Per code, ordered so iteration (and so output order) is deterministic.
-    codes: VecMap<String, CodeState>,
+    codes: VecMap<Code, CodeState>,
 }
 
 impl DeviceAlarms {
@@ -514,7 +567,7 @@ impl DeviceAlarms {
         let Some(cs) = self.codes.get_mut(code) else {
             return false;
         };
-        if cs.episode.as_ref().map(Episode::number) != Some(episode) {
+        if cs.episode.as_deref().map(Episode::number) != Some(episode) {
             return false;
         }
         cs.episode = None;
@@ -535,7 +588,7 @@ impl DeviceAlarms {
 
     /// The open episodes (one per code at most), in code order.
     pub fn open_episodes(&self) -> impl Iterator<Item = (&str, &Episode)> {
-        self.codes.iter().filter_map(|(code, cs)| Some((code.as_str(), cs.episode.as_ref()?)))
+        self.codes.iter().filter_map(|(code, cs)| Some((code.as_str(), cs.episode.as_deref()?)))
     }
 
     /// Episodes of `code` whose tickets were closed (the repeat-fault count).
@@ -554,7 +607,7 @@ impl DeviceAlarms {
     }
 
     fn code_mut(&mut self, code: &str) -> &mut CodeState {
-        self.codes.get_or_insert_with(code, CodeState::new)
+        self.codes.get_or_insert_owned(code, Code::new, CodeState::new)
     }
 
     /// Marks the device offline at `at` (if it is not already) and reports
@@ -590,7 +643,7 @@ impl DeviceAlarms {
             }
         }
         for (code, cs) in &mut self.codes {
-            cs.run_timers(code, until, s, out);
+            cs.run_timers(code.as_str(), until, s, out);
         }
     }
 

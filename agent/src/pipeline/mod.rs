@@ -198,10 +198,11 @@ impl DeviceCtx {
 pub struct Pipeline {
     site: SiteFacts,
     topic: TopicTemplate,
-    devices: HashMap<String, DeviceCtx>,
+    /// Boxed, like the records: a table slot per device, not a context's worth.
+    devices: HashMap<String, Box<DeviceCtx>>,
     plugins: PluginSet,
     store: Store,
-    records: HashMap<String, DeviceRecord>,
+    records: HashMap<String, Box<DeviceRecord>>,
     states: HashMap<String, Vec<u8>>,
     /// Devices whose record or plugin state changed since the last commit: written
     /// once per batch, however many of its messages touched them.
@@ -287,7 +288,8 @@ impl Pipeline {
             })
             .collect();
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut devices = HashMap::new();
+        let n = config.inventory.devices.len();
+        let mut devices = HashMap::with_capacity(n);
         let mut checklists = schedule::Checklists::new();
         for d in &config.inventory.devices {
             let (Some(plugin), Some(interrupting)) =
@@ -318,7 +320,7 @@ impl Pipeline {
                 interrupting: interrupting.clone(),
                 plans: schedule::plans(config, d, &desc.inspections, &mut checklists),
             };
-            devices.insert(d.id.clone(), ctx);
+            devices.insert(d.id.clone(), Box::new(ctx));
         }
         if !missing.is_empty() {
             let each = missing
@@ -326,16 +328,16 @@ impl Pipeline {
                 .map(|(ty, ids)| format!("equipment type `{ty}` (devices {})", ids.join(", ")));
             return Err(SetupError::NoPlugin(each.collect()));
         }
-        let mut records = HashMap::new();
-        let mut states = HashMap::new();
+        let mut records = HashMap::with_capacity(n);
+        let mut states = HashMap::with_capacity(n);
         for (id, entry) in store.devices()? {
             if let Some(state) = entry.plugin_state {
                 states.insert(id.clone(), state);
             }
-            records.insert(id, entry.record);
+            records.insert(id, Box::new(entry.record));
         }
         for id in devices.keys() {
-            records.entry(id.clone()).or_insert_with(|| DeviceRecord::new(start_ms));
+            records.entry(id.clone()).or_insert_with(|| Box::new(DeviceRecord::new(start_ms)));
         }
         let mut p = Self {
             site,

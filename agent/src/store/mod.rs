@@ -66,7 +66,7 @@ pub mod record;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -273,6 +273,12 @@ pub struct Store {
     durable: bool,
     /// Journal files seen at the last [`Store::release_journals`].
     journals_seen: Arc<AtomicUsize>,
+    /// Requests in the outbox (counted once at open, then kept): the status API asks
+    /// often, and a scan would walk every delivered request's tombstone.
+    outbox_count: Arc<AtomicUsize>,
+    /// No outbox entry has a lower sequence: reads start here instead of walking the
+    /// tombstones of every request delivered since the last compaction.
+    outbox_floor: Arc<AtomicU64>,
 }
 
 /// Archive key: device id, a 0 byte, big-endian sequence (device ids have no 0 byte).
@@ -350,17 +356,19 @@ impl Store {
             db.keyspace(n, options).map_err(|e| err(&format!("opening keyspace {n}"), e))
         };
         let store = Self {
-            devices: ks("devices", 8 << 20)?,
-            outbox: ks("outbox", 4 << 20)?,
+            devices: ks("devices", 4 << 20)?,
+            outbox: ks("outbox", 2 << 20)?,
             dead: ks("dead", 1 << 20)?,
             tickets: ks("tickets", 1 << 20)?,
-            archive: ks("archive", 4 << 20)?,
+            archive: ks("archive", 2 << 20)?,
             meta: ks("meta", 1 << 20)?,
             db,
             dir: name,
             seq: Arc::new(Mutex::new(0)),
             durable,
             journals_seen: Arc::new(AtomicUsize::new(0)),
+            outbox_count: Arc::new(AtomicUsize::new(0)),
+            outbox_floor: Arc::new(AtomicU64::new(0)),
         };
         let format = store.meta.get(META_FORMAT).map_err(|e| store.engine("reading", e))?;
         match format.as_deref().map(be_u64) {
@@ -387,6 +395,12 @@ impl Store {
             None => 1,
         };
         *store.seq.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        let mut pending = 0;
+        for item in store.outbox.iter() {
+            item.key().map_err(|e| store.engine("reading the outbox", e))?;
+            pending += 1;
+        }
+        store.outbox_count.store(pending, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -465,6 +479,7 @@ impl Store {
         }
         b.commit().map_err(|e| self.engine("committing", e))?;
         *seq = next;
+        self.outbox_count.fetch_add(batch.outbox.len(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -496,20 +511,33 @@ impl Store {
 
     /// The oldest `limit` outbox entries, in order, with their sequence numbers.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        // Entries committed while this reads get sequences from `next` on.
+        let next = *self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let floor = self.outbox_floor.load(Ordering::Relaxed);
         let mut out = Vec::new();
-        for item in self.outbox.iter().take(limit) {
+        for item in self.outbox.range(floor.to_be_bytes()..).take(limit) {
             let (k, v) = item.into_inner().map_err(|e| self.engine("reading the outbox", e))?;
             let seq = be_u64(&k).ok_or_else(|| self.corrupt("outbox", &k, "bad key"))?;
             let entry = serde_json::from_slice(&v).map_err(|e| self.corrupt("outbox", &k, e))?;
             out.push((seq, entry));
         }
+        // Sequences only grow: nothing below the oldest entry (or, with none, below
+        // `next`) will be there again.
+        let oldest = out.first().map_or(next, |(seq, _)| *seq);
+        self.outbox_floor.fetch_max(oldest, Ordering::Relaxed);
         Ok(out)
     }
 
     /// Number of requests waiting.
     pub fn outbox_len(&self) -> usize {
-        // Exact (a scan of keys); the outbox is short outside a central outage.
-        self.outbox.iter().count()
+        self.outbox_count.load(Ordering::Relaxed)
+    }
+
+    /// One request left the outbox (a delivery or a dead letter, committed).
+    fn left_outbox(&self) {
+        let _ = self
+            .outbox_count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
     }
 
     /// Removes a delivered request and records the ticket's number (not synced on
@@ -538,7 +566,9 @@ impl Store {
                 b.insert(&self.tickets, ticket_id.as_bytes(), bytes);
             }
         }
-        b.commit().map_err(|e| self.engine("committing", e))
+        b.commit().map_err(|e| self.engine("committing", e))?;
+        self.left_outbox();
+        Ok(())
     }
 
     /// Moves a refused request to the dead letters (not synced on its own).
@@ -549,7 +579,9 @@ impl Store {
         let mut b = self.db.batch();
         b.remove(&self.outbox, seq.to_be_bytes());
         b.insert(&self.dead, seq.to_be_bytes(), bytes);
-        b.commit().map_err(|e| self.engine("committing", e))
+        b.commit().map_err(|e| self.engine("committing", e))?;
+        self.left_outbox();
+        Ok(())
     }
 
     /// Every dead letter, oldest first.

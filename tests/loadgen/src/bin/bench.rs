@@ -307,11 +307,32 @@ impl Bench {
         let cfg = self.work.join(format!("{site}-agent.toml"));
         std::fs::write(&cfg, config)?;
         let log = self.work.join(format!("{site}-agent.log"));
-        let mut proc = Proc::spawn(
-            "tend run",
-            Command::new(self.bin("tend")).arg("run").arg("--config").arg(&cfg),
-            &log,
-        )?;
+        // As a site's installation does: `tend check` validates the config and compiles
+        // the plugins into the cache, so the agent starts warm and the figures are the
+        // agent's, not a one-off compilation's (about 25 MiB more at a cold start).
+        let check = Command::new(self.bin("tend"))
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running tend check")?;
+        if !check.success() {
+            bail!("tend check --config {} failed ({check})", cfg.display());
+        }
+        // TEND_BENCH_WRAP="heaptrack -o FILE" (say) runs the agent under a profiler;
+        // the RSS figures are then the wrapper's.
+        let mut cmd = match std::env::var("TEND_BENCH_WRAP") {
+            Ok(wrap) if !wrap.trim().is_empty() => {
+                let mut words = wrap.split_whitespace();
+                let mut c = Command::new(words.next().unwrap_or("env"));
+                c.args(words).arg(self.bin("tend"));
+                c
+            }
+            _ => Command::new(self.bin("tend")),
+        };
+        cmd.arg("run").arg("--config").arg(&cfg);
+        let mut proc = Proc::spawn("tend run", &mut cmd, &log)?;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = self.http.get(format!("http://127.0.0.1:{api}/health")).send().await
