@@ -66,7 +66,7 @@ pub mod record;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -279,6 +279,9 @@ pub struct Store {
     /// No outbox entry has a lower sequence: reads start here instead of walking the
     /// tombstones of every request delivered since the last compaction.
     outbox_floor: Arc<AtomicU64>,
+    /// Something was committed since the last sync: [`Store::flush`] syncs only then,
+    /// so the live agent's idle timer ticks cost no `fdatasync`.
+    unsynced: Arc<AtomicBool>,
 }
 
 /// Archive key: device id, a 0 byte, big-endian sequence (device ids have no 0 byte).
@@ -369,6 +372,7 @@ impl Store {
             journals_seen: Arc::new(AtomicUsize::new(0)),
             outbox_count: Arc::new(AtomicUsize::new(0)),
             outbox_floor: Arc::new(AtomicU64::new(0)),
+            unsynced: Arc::new(AtomicBool::new(false)),
         };
         let format = store.meta.get(META_FORMAT).map_err(|e| store.engine("reading", e))?;
         match format.as_deref().map(be_u64) {
@@ -387,6 +391,7 @@ impl Store {
                     .meta
                     .insert(META_FORMAT, STORE_FORMAT.to_be_bytes())
                     .map_err(|e| store.engine("writing", e))?;
+                store.unsynced.store(true, Ordering::Release);
                 store.flush()?;
             }
         }
@@ -479,17 +484,22 @@ impl Store {
         }
         b.commit().map_err(|e| self.engine("committing", e))?;
         *seq = next;
+        self.unsynced.store(true, Ordering::Release);
         self.outbox_count.fetch_add(batch.outbox.len(), Ordering::Relaxed);
         Ok(())
     }
 
-    /// Makes everything committed so far durable: one `fdatasync` of the journal.
-    /// Blocking: call it from a blocking thread. A no-op on a scratch store.
+    /// Makes everything committed so far durable: one `fdatasync` of the journal, or
+    /// none when nothing was committed since the last one. Blocking: call it from a
+    /// blocking thread. A no-op on a scratch store.
     pub fn flush(&self) -> Result<(), StoreError> {
-        if !self.durable {
+        if !self.durable || !self.unsynced.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        self.db.persist(PersistMode::SyncData).map_err(|e| self.engine("syncing", e))?;
+        if let Err(e) = self.db.persist(PersistMode::SyncData) {
+            self.unsynced.store(true, Ordering::Release);
+            return Err(self.engine("syncing", e));
+        }
         self.release_journals()
     }
 
@@ -535,6 +545,7 @@ impl Store {
 
     /// One request left the outbox (a delivery or a dead letter, committed).
     fn left_outbox(&self) {
+        self.unsynced.store(true, Ordering::Release);
         let _ = self
             .outbox_count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
