@@ -99,14 +99,7 @@ impl<K: Ord, V> VecMap<K, V> {
         K: Borrow<Q>,
         Q: Ord + ToOwned<Owned = K> + ?Sized,
     {
-        let i = match self.find(key) {
-            Ok(i) => i,
-            Err(i) => {
-                self.entries.insert(i, (key.to_owned(), make()));
-                i
-            }
-        };
-        &mut self.entries[i].1
+        self.get_or_insert_owned(key, Q::to_owned, make)
     }
 
     /// The value of `key`, inserting `make()` under `own(key)` first when there is none
