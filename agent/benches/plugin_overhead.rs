@@ -2,10 +2,10 @@
 //! crate called natively through the same `Evaluate` trait.
 //!
 //! ```text
-//! cargo bench -p tend --bench plugin_overhead              # full run
-//! cargo bench -p tend --bench plugin_overhead -- --quick   # fewer repetitions
-//! cargo bench -p tend --bench plugin_overhead -- door      # only plugins matching "door"
-//! cargo bench -p tend --bench plugin_overhead -- --json    # only the JSON document on stdout
+//! cargo bench -p tend-agent --bench plugin_overhead              # full run
+//! cargo bench -p tend-agent --bench plugin_overhead -- --quick   # fewer repetitions
+//! cargo bench -p tend-agent --bench plugin_overhead -- door      # only plugins matching "door"
+//! cargo bench -p tend-agent --bench plugin_overhead -- --json    # only the JSON document on stdout
 //! # one mode only, for a profiler (guest functions named through a perf map):
 //! perf record -g target/release/deps/plugin_overhead-HASH --profile host1 solar
 //! ```
@@ -51,11 +51,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tend::ingest::event_time::event_time_ms;
-use tend::plugins::bindings as wit;
-use tend::plugins::native::Native;
-use tend::plugins::{Evaluate, Limits, PluginEngine, WasmPlugin};
-use tend::trace::read_trace;
+use tend_agent::ingest::event_time::event_time_ms;
+use tend_agent::plugins::bindings as wit;
+use tend_agent::plugins::native::Native;
+use tend_agent::plugins::{Evaluate, Limits, PluginEngine, WasmPlugin};
+use tend_agent::trace::read_trace;
 use tend_plugin_sdk as sdk;
 use tend_tests::plugins as built;
 
@@ -294,7 +294,8 @@ fn build_stream(equipment_type: &str) -> Result<Stream> {
                 skipped += 1;
                 continue;
             };
-            let Some((device, kind)) = tend::ingest::topic::split_device_kind(&line.topic) else {
+            let Some((device, kind)) = tend_agent::ingest::topic::split_device_kind(&line.topic)
+            else {
                 skipped += 1;
                 continue;
             };
@@ -715,7 +716,7 @@ fn profile(subject: &Subject, mode: usize, opts: &Options) -> Result<()> {
     let (name, on_host, batch) = MODES[mode];
     let stream = build_stream(subject.equipment_type)?;
     let mut plugin: Box<dyn Evaluate> = if on_host {
-        let mut config = tend::plugins::engine::config();
+        let mut config = tend_agent::plugins::engine::config();
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         // No epoch ticker: the deadline is never reached.
         let engine = wasmtime::Engine::new(&config)?;

@@ -1,4 +1,6 @@
-//! tend: the on-site agent that keeps building equipment serviced.
+//! tend-agent: the on-site agent that keeps building equipment serviced. The `tend`
+//! binary (`cli/`) is glue over this crate; the reference central service, the
+//! simulators and the register are crates of their own that this one does not use.
 //!
 //! # Layout
 //! - [`api`]: the local status API (`/health`, `/status`, `/metrics`, and `/archive`,
@@ -17,33 +19,24 @@
 //! - [`ingest`]: MQTT topic templates and payload event time.
 //! - [`store`]: the embedded store (fjall): compact device records, the one-batch
 //!   commit and its sync (every storage call), and the device archive.
-//! - [`tickets`]: the central API's ticket model, HTTP client and outbox dispatcher.
-//! - [`central`]: the reference central ticket service (`tend central`), with the
-//!   maintenance desk page (`/desk`) and its OpenAPI document.
+//! - [`tickets`]: the HTTP client of the central API (its wire model is `tend-wire`)
+//!   and the outbox dispatcher.
 //! - [`run`]: `tend run`, the live agent: broker, MQTT ingest, the pipeline thread
 //!   (group commit, flush, then ack), outbox dispatcher, ticket sync, graceful shutdown.
-//! - [`report`]: the operations register (`tend report`): period, model, Markdown and HTML.
 //! - [`trace`]: the recorded-trace format (`tend replay`, `tend plugin test`).
-//! - [`simulate`]: device simulators with injected faults on an accelerated clock
-//!   (`tend simulate`).
-//! - [`demo`]: `tend demo`: broker, central service, simulators and agent in one process.
 //! - [`vecmap`]: the small sorted-vector map of per-device state (ten thousand devices
 //!   per site: no eleven-slot tree nodes for two entries).
 
 pub mod alarms;
 pub mod api;
 pub mod app;
-pub mod central;
 pub mod config;
-pub mod demo;
 pub mod ingest;
 pub mod local;
 pub mod maintenance;
 pub mod pipeline;
 pub mod plugins;
-pub mod report;
 pub mod run;
-pub mod simulate;
 pub mod store;
 pub mod tickets;
 pub mod trace;

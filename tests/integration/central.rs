@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use tend::central::{CentralConfig, TicketList};
+use tend_central::testing::TestServer;
+use tend_central::{CentralConfig, TicketList};
 
 /// Longest wait for anything these tests expect.
 const WAIT: Duration = Duration::from_secs(60);
@@ -422,20 +423,12 @@ impl Browser {
 }
 
 /// The central service in process (its store is then readable by the test).
-async fn central_in_process(dir: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn central_in_process(dir: &Path) -> (String, TestServer) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let cfg =
         CentralConfig { desk_token: Some(DESK_TOKEN.into()), ..CentralConfig::new(dir, API_TOKEN) };
-    tokio::spawn(async move {
-        tend::central::serve(listener, cfg, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (url, stop)
+    let server = TestServer::serve(listener, cfg).unwrap();
+    (server.url.clone(), server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tend::central::TicketList;
+use tend_central::TicketList;
 use tend_tests::plugins::{AV_SYSTEM, DOOR_CONTROLLER, SOLAR_WATER_HEATER};
 
 /// Tickets of all three types must be there within this (the README promises two
@@ -135,7 +135,7 @@ async fn demo_brings_tickets_of_every_type_and_stops_cleanly_on_ctrl_c() {
     let list = loop {
         let list = match client
             .get(format!("http://{desk}/api/v1/tickets"))
-            .bearer_auth(tend::demo::DEMO_TOKEN)
+            .bearer_auth("demo-token")
             .send()
             .await
         {
@@ -158,9 +158,9 @@ async fn demo_brings_tickets_of_every_type_and_stops_cleanly_on_ctrl_c() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     // Only faults the schedule injects (no false alarms from normal operation).
-    let injected = tend::simulate::Schedule::demo(
-        &tend::config::Inventory::from_str(
-            tend::demo::DEMO_INVENTORY,
+    let injected = tend_simulate::Schedule::demo(
+        &tend_agent::config::Inventory::from_str(
+            tend_simulate::demo::DEMO_INVENTORY,
             Path::new("demo-site.toml"),
             jiff::ZonedDateTime::now().date(),
         )
@@ -168,7 +168,7 @@ async fn demo_brings_tickets_of_every_type_and_stops_cleanly_on_ctrl_c() {
     );
     for t in &list.tickets {
         let tk = &t.ticket;
-        if tk.kind != tend::tickets::model::TicketKind::Fault {
+        if tk.kind != tend_wire::model::TicketKind::Fault {
             continue;
         }
         assert!(

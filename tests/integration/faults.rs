@@ -52,7 +52,7 @@ async fn processed(api: &str, n: usize) -> bool {
 async fn faults_agent_killed_9_repeatedly_under_load_loses_and_duplicates_nothing() {
     let mut rng = StdRng::seed_from_u64(seed(6));
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::with(mosquitto.port, &central.url, "", &extra_devices(4));
     let traces = device_traces(4);
     let messages = interleave(&traces);
@@ -91,10 +91,10 @@ async fn faults_agent_killed_9_repeatedly_under_load_loses_and_duplicates_nothin
 /// Returns the final status.
 async fn central_fault(
     site_setting: Option<&str>,
-    inject: impl FnOnce(&tend::central::CentralControl),
+    inject: impl FnOnce(&tend_central::CentralControl),
 ) -> serde_json::Value {
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::new(mosquitto.port, &central.url);
     if let Some(line) = site_setting {
         site.setting("central", line);
@@ -181,7 +181,7 @@ async fn faults_broker_killed_9_while_the_agent_drains_loses_nothing() {
         },
         0,
     );
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::with(mosquitto.port, &central.url, "", &extra_devices(2));
     let traces = device_traces(2);
     let first: Vec<DeviceTrace> = traces
@@ -266,7 +266,7 @@ fn start_agent_piped(site: &Site, n: u32) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_store_on_a_full_disk_stops_with_the_path_and_acks_nothing_uncommitted() {
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::new(mosquitto.port, &central.url);
     let traces = device_traces(1);
     let first: Vec<_> = traces
@@ -317,7 +317,7 @@ fn chmod_r(dir: &Path, mode: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_store_on_a_read_only_directory_stops_with_the_path_and_loses_nothing() {
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::new(mosquitto.port, &central.url);
     let traces = device_traces(1);
     // The agent has run here once (store and broker session exist) ...
@@ -380,7 +380,7 @@ async fn faults_plugins_that_loop_hog_and_trap_are_quarantined_while_other_ticke
         })
         .collect();
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::with(mosquitto.port, &central.url, "", &devices);
     let mut agent = Agent(Some(site.start_agent(1)));
     site.wait_subscribed().await;

@@ -11,13 +11,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tend::central::{CentralConfig, CentralControl, TicketList, TicketRecord};
-use tend::tickets::model::EventKind;
+use tend_central::TicketRecord;
 use tend_tests::plugins::REPO_ROOT;
 use tend_tests::site::{TestSite, test_site_with};
+use tend_wire::model::EventKind;
 
 /// The central service's token in these tests.
-pub const TOKEN: &str = "tok";
+pub use tend_central::testing::TOKEN;
 /// Longest wait for anything the tests expect to happen.
 pub const WAIT: Duration = Duration::from_secs(90);
 
@@ -29,51 +29,9 @@ const TRACES: [(&str, &str, &str); 3] = [
     ("av-system", "av", "amp_protect"),
 ];
 
-/// The central service in process; stops when dropped.
-pub struct Central {
-    /// `http://127.0.0.1:{port}`.
-    pub url: String,
-    /// Its fault injection.
-    pub control: CentralControl,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Central {
-    /// On any free port.
-    pub async fn start() -> Self {
-        Self::start_on(0).await
-    }
-
-    /// On a given port (0: any free one).
-    pub async fn start_on(port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let cfg = CentralConfig::new(dir.path().join("central"), TOKEN);
-        let control = cfg.control.clone();
-        tokio::spawn(async move {
-            tend::central::serve(listener, cfg, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self { url, control, _stop: stop, _dir: dir }
-    }
-
-    /// Every ticket the service holds (empty while it does not answer).
-    pub async fn tickets(&self) -> Vec<TicketRecord> {
-        let client = reqwest::Client::new();
-        let Ok(resp) =
-            client.get(format!("{}/api/v1/tickets", self.url)).bearer_auth(TOKEN).send().await
-        else {
-            return Vec::new();
-        };
-        resp.json::<TicketList>().await.map(|l| l.tickets).unwrap_or_default()
-    }
-}
+/// The central service in process (the reference service's test server, with its
+/// fault injection); stops when dropped.
+pub use tend_central::testing::TestServer as Central;
 
 /// A site directory (config, inventory, plugins, data) and the agents' logs.
 pub struct Site {
@@ -213,7 +171,7 @@ pub fn device_traces(copies: u32) -> Vec<DeviceTrace> {
     for (ty, prefix, code) in TRACES {
         let path = Path::new(REPO_ROOT).join("plugins").join(ty).join("traces");
         let text = std::fs::read_to_string(path.join(format!("{code}.jsonl"))).unwrap();
-        let lines: Vec<tend::trace::TraceLine> = text
+        let lines: Vec<tend_agent::trace::TraceLine> = text
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())

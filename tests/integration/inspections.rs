@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde_json::Value;
-use tend::central::{CentralConfig, TicketList, TicketRecord};
+use tend_central::{TicketList, TicketRecord};
 use tend_tests::mosquitto::{Mosquitto, free_port};
 use tend_tests::site::test_site_with;
 
-const TOKEN: &str = "tok";
+use tend_central::testing::{TOKEN, TestServer};
 const WAIT: Duration = Duration::from_secs(90);
 
 /// Kills the agent for sure when the test fails.
@@ -74,13 +74,8 @@ async fn wait_for(url: &str, what: &str, ok: impl Fn(&TicketRecord) -> bool) -> 
 async fn inspections_open_and_complete_through_the_central_service_and_locally() {
     let mosquitto = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let central = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let cfg = CentralConfig::new(dir.path().join("central"), TOKEN);
-    tokio::spawn(tend::central::serve(listener, cfg, async move {
-        let _ = stopped.await;
-    }));
+    let server = TestServer::start(&dir.path().join("central")).await.unwrap();
+    let central = server.url.clone();
 
     // Two devices whose semiannual inspection is due in three days (wall clock).
     let tz = TimeZone::get("Asia/Shanghai").unwrap();

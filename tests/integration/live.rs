@@ -23,7 +23,7 @@ fn trace_messages() -> Vec<Vec<(String, Vec<u8>)>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_tickets_arrive_exactly_once() {
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::new(mosquitto.port, &central.url);
     let mut agent = Agent(Some(site.start_agent(1)));
     site.wait_subscribed().await;
@@ -92,7 +92,7 @@ async fn live_tickets_arrive_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_survives_kill_9_midway() {
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::new(mosquitto.port, &central.url);
     let traces = trace_messages();
     let mut agent = Agent(Some(site.start_agent(1)));
@@ -143,7 +143,7 @@ async fn live_central_down_then_up_delivers_everything_in_order() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The service comes up: every ticket arrives once, its events in order.
-    let central = Central::start_on(port).await;
+    let central = Central::start_temp_on(port).await.unwrap();
     expect_tickets(&central, &site, &fixture_traces()).await;
     let status = terminate(agent.0.as_mut().unwrap());
     agent.0 = None;
@@ -157,7 +157,7 @@ async fn live_broker_restart_loses_no_message() {
         |dir, _| format!("persistence true\npersistence_location {}/\n", dir.display()),
         0,
     );
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::new(mosquitto.port, &central.url);
     let traces = trace_messages();
     let mut agent = Agent(Some(site.start_agent(1)));
@@ -194,7 +194,7 @@ async fn live_broker_restart_loses_no_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_close_on_the_desk_ends_the_agents_episode() {
     let mosquitto = Mosquitto::start();
-    let central = Central::start().await;
+    let central = Central::start_temp().await.unwrap();
     let site = Site::new(mosquitto.port, &central.url);
     let mut agent = Agent(Some(site.start_agent(1)));
     site.wait_subscribed().await;

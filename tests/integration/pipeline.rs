@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use tend::pipeline::{Incoming, Pipeline};
-use tend::store::{OutboxEntry, Store};
+use tend_agent::pipeline::{Incoming, Pipeline};
+use tend_agent::store::{OutboxEntry, Store};
 use tend_tests::site::{TestSite, fixture, test_site_with};
 
 fn pipeline(site: &TestSite, data: &std::path::Path, start_ms: i64) -> Pipeline {
-    let config = tend::config::Config::load(&site.config).unwrap();
-    let plugins = tend::app::load_plugins(&config, Some(&config.plugins.cache_dir)).unwrap();
+    let config = tend_agent::config::Config::load(&site.config).unwrap();
+    let plugins = tend_agent::app::load_plugins(&config, Some(&config.plugins.cache_dir)).unwrap();
     let store = Store::open(data, 8 << 20).unwrap();
     Pipeline::new(&config, plugins, store, start_ms).unwrap()
 }
@@ -25,9 +25,9 @@ fn merged() -> Vec<Incoming> {
     ] {
         let text = std::fs::read_to_string(fixture(ty, code)).unwrap();
         for line in text.lines() {
-            let l: tend::trace::TraceLine = serde_json::from_str(line).unwrap();
+            let l: tend_agent::trace::TraceLine = serde_json::from_str(line).unwrap();
             let payload = l.payload_bytes();
-            let ts = tend::ingest::event_time_ms(&payload).unwrap();
+            let ts = tend_agent::ingest::event_time_ms(&payload).unwrap();
             all.push(Incoming { topic: l.topic, payload, arrival_ms: ts });
         }
     }
@@ -112,7 +112,7 @@ fn tamper_at(shift_ms: i64) -> Vec<Incoming> {
     let text = std::fs::read_to_string(fixture("door-controller", "tamper")).unwrap();
     text.lines()
         .map(|line| {
-            let l: tend::trace::TraceLine = serde_json::from_str(line).unwrap();
+            let l: tend_agent::trace::TraceLine = serde_json::from_str(line).unwrap();
             let mut payload: serde_json::Value =
                 serde_json::from_slice(&l.payload_bytes()).unwrap();
             let ts: jiff::Timestamp = payload["ts"].as_str().unwrap().parse().unwrap();
@@ -151,8 +151,10 @@ fn the_fourth_repair_of_the_same_fault_in_warranty_recommends_replacement() {
         let body = open[0].body();
         let id = body["ticket_id"].as_str().unwrap().to_owned();
         assert_eq!(id, format!("test-site.door-1.tamper.{}", n + 1));
-        let subject =
-            tend::store::TicketSubject::Fault { code: "tamper".into(), episode: n as u32 + 1 };
+        let subject = tend_agent::store::TicketSubject::Fault {
+            code: "tamper".into(),
+            episode: n as u32 + 1,
+        };
         p.ticket_closed(&id, "door-1", &subject, end + DAY, Some("switch replaced"))
             .unwrap()
             .unwrap();
@@ -189,14 +191,14 @@ fn stale_redelivery_beyond_the_recent_window_raises_nothing_again() {
     let text = std::fs::read_to_string(fixture("solar-water-heater", "overheat")).unwrap();
     let mut msgs = Vec::new();
     for line in text.lines() {
-        let l: tend::trace::TraceLine = serde_json::from_str(line).unwrap();
+        let l: tend_agent::trace::TraceLine = serde_json::from_str(line).unwrap();
         let payload = l.payload_bytes();
-        let ts = tend::ingest::event_time_ms(&payload).unwrap();
+        let ts = tend_agent::ingest::event_time_ms(&payload).unwrap();
         msgs.push(Incoming { topic: l.topic, payload, arrival_ms: ts });
     }
     // Then 100 normal readings a minute apart (more than the device remembers).
     let last = text.lines().last().unwrap();
-    let last = serde_json::from_str::<tend::trace::TraceLine>(last).unwrap().payload;
+    let last = serde_json::from_str::<tend_agent::trace::TraceLine>(last).unwrap().payload;
     let t_last = msgs.last().unwrap().arrival_ms;
     for i in 1..=100i64 {
         let mut p = last.clone();

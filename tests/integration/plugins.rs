@@ -6,14 +6,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tend::plugins::bindings::{Device, Message, MessageKind};
-use tend::plugins::trial::{self, ChangeLine, TrialOptions};
-use tend::plugins::{
+use tend_agent::plugins::bindings::{Device, Message, MessageKind};
+use tend_agent::plugins::trial::{self, ChangeLine, TrialOptions};
+use tend_agent::plugins::{
     CallError, Evaluate, Limits, LoadError, PluginEngine, PluginSource, WasmPlugin, set,
 };
 use tend_tests::plugins as built;
 
-use tend::plugins::native::Native;
+use tend_agent::plugins::native::Native;
 
 /// Fault codes per equipment type, as listed in shared/spec/telemetry.md.
 const SPEC_CODES: &[(&str, &[&str])] = &[
@@ -265,10 +265,10 @@ fn garbage_output_is_rejected_not_trusted() {
 fn undecodable_state_and_payload_are_errors_not_traps() {
     let mut p = misbehaving(Limits::default());
     let b = p.evaluate_batch(&device("none"), &[reading(1.0, 1)], Some(b"not json"), 1).unwrap();
-    assert!(matches!(&b.outcomes[0], Err(tend::plugins::bindings::EvalError::BadState(_))));
+    assert!(matches!(&b.outcomes[0], Err(tend_agent::plugins::bindings::EvalError::BadState(_))));
     let bad = Message { payload: b"{\"ts\":1,\"value\":\"hot\"}".to_vec(), ..reading(0.0, 1) };
     let b = p.evaluate_batch(&device("none"), &[bad, reading(12.0, 2)], None, 2).unwrap();
-    assert!(matches!(&b.outcomes[0], Err(tend::plugins::bindings::EvalError::BadPayload(_))));
+    assert!(matches!(&b.outcomes[0], Err(tend_agent::plugins::bindings::EvalError::BadPayload(_))));
     assert!(b.outcomes[1].as_ref().unwrap().conditions[0].active);
     assert_eq!(p.stats().failures, 0);
 }
@@ -317,7 +317,7 @@ fn a_file_that_is_not_a_component_is_refused_with_its_path() {
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm but not really").unwrap();
     let engine = PluginEngine::new(None).unwrap();
-    let errors = match tend::plugins::PluginSet::load(
+    let errors = match tend_agent::plugins::PluginSet::load(
         engine,
         &PluginSource::from_dir(dir.path()).unwrap(),
         Limits::default(),
@@ -341,7 +341,8 @@ fn two_plugins_for_one_equipment_type_are_refused() {
     std::fs::copy(built::AV_SYSTEM, dir.path().join("b.wasm")).unwrap();
     let engine = PluginEngine::new(Some(cache_dir())).unwrap();
     let sources = PluginSource::from_dir(dir.path()).unwrap();
-    let errors = tend::plugins::PluginSet::load(engine, &sources, Limits::default()).err().unwrap();
+    let errors =
+        tend_agent::plugins::PluginSet::load(engine, &sources, Limits::default()).err().unwrap();
     assert!(
         matches!(&errors[..], [LoadError::Duplicate { equipment_type, .. }] if equipment_type == "av-system")
     );

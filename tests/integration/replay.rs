@@ -5,9 +5,9 @@ use std::io::BufReader;
 use tend_tests::site::{fixture, test_site, test_site_with};
 
 fn replay_lib(config: &std::path::Path, trace: &str) -> Vec<u8> {
-    let config = tend::config::Config::load(config).unwrap();
+    let config = tend_agent::config::Config::load(config).unwrap();
     let mut out = Vec::new();
-    tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
+    tend_agent::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
     out
 }
 
@@ -161,9 +161,9 @@ fn replay_counts_what_it_cannot_use_and_goes_on() {
          not json at all\n",
     );
     trace.push_str(&std::fs::read_to_string(fixture("door-controller", "tamper")).unwrap());
-    let config = tend::config::Config::load(&site.config).unwrap();
+    let config = tend_agent::config::Config::load(&site.config).unwrap();
     let mut out = Vec::new();
-    let s = tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
+    let s = tend_agent::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
     assert_eq!(s.bad_lines, 1);
     assert_eq!(s.counters.unknown_device, 1);
     assert_eq!(s.counters.bad_topic, 1);
@@ -191,9 +191,9 @@ fn a_quarantined_plugin_raises_plugin_failure_for_its_devices_and_spares_the_oth
         ));
     }
     trace.push_str(&std::fs::read_to_string(fixture("door-controller", "tamper")).unwrap());
-    let config = tend::config::Config::load(&site.config).unwrap();
+    let config = tend_agent::config::Config::load(&site.config).unwrap();
     let mut out = Vec::new();
-    let s = tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
+    let s = tend_agent::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
     assert_eq!(s.counters.plugin_failures, 5, "3 failures, then 2 calls refused by the quarantine");
     let lines: Vec<serde_json::Value> =
         String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

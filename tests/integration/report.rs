@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use jiff::civil::date;
-use tend::report::{self, Period};
-use tend::store::archive::{
+use tend_agent::store::archive::{
     ArchiveEntry, ArchiveEvent, DeviceArchive, DeviceFacts, OpenFault, PlanStatus, SiteArchive,
     SlaTimes, WarrantyLine,
 };
+use tend_report::{self as report, Period};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const MIN: i64 = 60_000;

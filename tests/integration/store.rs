@@ -5,7 +5,7 @@ use std::io::BufReader;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use tend::simulate::{Schedule, Simulator};
+use tend_simulate::{Schedule, Simulator};
 use tend_tests::site::test_site_with;
 
 /// 22 more devices beside the test site's three: 25 in all, of the three types.
@@ -27,7 +27,7 @@ fn more_devices() -> String {
 
 /// Two days of the site's simulated telemetry (with the demo's faults, repeating), as
 /// trace lines.
-fn two_days(config: &tend::config::Config, seed: u64) -> String {
+fn two_days(config: &tend_agent::config::Config, seed: u64) -> String {
     let inventory = &config.inventory;
     let mut schedule = Schedule::demo(inventory);
     schedule.repeat_every_ms = Some(6 * 3_600_000);
@@ -50,7 +50,7 @@ fn two_days(config: &tend::config::Config, seed: u64) -> String {
 fn a_long_replay_never_hangs_in_the_store() {
     let site =
         test_site_with("http://127.0.0.1:9", "mqtt://127.0.0.1:1", "", &more_devices()).unwrap();
-    let config = tend::config::Config::load(&site.config).unwrap();
+    let config = tend_agent::config::Config::load(&site.config).unwrap();
     assert_eq!(config.inventory.devices.len(), 25);
     // Two seeds, each replayed twice; the four runs go at once (two cores, and the
     // store's own threads), each with its own deadline.
@@ -64,7 +64,8 @@ fn a_long_replay_never_hangs_in_the_store() {
             let (config, trace) = (config.clone(), trace.clone());
             std::thread::spawn(move || {
                 let mut out = Vec::new();
-                let r = tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out);
+                let r =
+                    tend_agent::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out);
                 let _ = tx.send(r.map(|s| (s, out)));
             });
             runs.push((seed, run, lines, rx));

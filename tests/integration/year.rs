@@ -163,8 +163,8 @@ every = "4m"
 "#;
 
 fn checklists(config: &std::path::Path) -> BTreeMap<(String, String), Vec<String>> {
-    let config = tend::config::Config::load(config).unwrap();
-    let plugins = tend::app::load_plugins(&config, Some(&config.plugins.cache_dir)).unwrap();
+    let config = tend_agent::config::Config::load(config).unwrap();
+    let plugins = tend_agent::app::load_plugins(&config, Some(&config.plugins.cache_dir)).unwrap();
     let mut out = BTreeMap::new();
     for (ty, p) in plugins.iter() {
         for plan in &p.description().inspections {
@@ -192,9 +192,9 @@ fn a_year_of_telemetry_opens_the_expected_inspections_and_coverage() {
     lines.sort_by_key(|(ts, _)| *ts);
     let trace: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
 
-    let config = tend::config::Config::load(&site.config).unwrap();
+    let config = tend_agent::config::Config::load(&site.config).unwrap();
     let mut out = Vec::new();
-    tend::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
+    tend_agent::app::replay(&config, BufReader::new(trace.as_bytes()), &mut out).unwrap();
     let requests: Vec<Value> =
         String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let opened: Vec<&Value> =

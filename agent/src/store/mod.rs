@@ -72,7 +72,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
 
-use crate::tickets::model::{CloseRequest, NewTicket, TicketEvent};
+pub use tend_wire::{OutboxEntry, Request};
 
 pub use archive::{ArchiveEntry, ArchiveEvent};
 pub use record::{
@@ -119,70 +119,6 @@ pub enum StoreError {
         /// What was found there.
         found: String,
     },
-}
-
-/// One request for the central service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "request", rename_all = "snake_case")]
-pub enum Request {
-    /// `POST /api/v1/tickets`.
-    Open {
-        /// The ticket.
-        ticket: Box<NewTicket>,
-    },
-    /// `POST /api/v1/tickets/{ticket_id}/events`.
-    Event {
-        /// The ticket it belongs to.
-        ticket_id: String,
-        /// The event.
-        event: TicketEvent,
-    },
-    /// `POST /api/v1/tickets/{ticket_id}/close`: work recorded at the site (an
-    /// inspection completed with `tend inspection complete`).
-    Close {
-        /// The ticket.
-        ticket_id: String,
-        /// Resolution and time.
-        close: CloseRequest,
-    },
-}
-
-/// A request waiting in the outbox, with the idempotency key it was born with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxEntry {
-    /// Idempotency key, stable across retries and restarts.
-    pub key: String,
-    /// The request.
-    pub request: Request,
-}
-
-impl OutboxEntry {
-    /// The HTTP path, relative to the central service's base URL.
-    pub fn path(&self) -> String {
-        match &self.request {
-            Request::Open { .. } => "/api/v1/tickets".to_owned(),
-            Request::Event { ticket_id, .. } => format!("/api/v1/tickets/{ticket_id}/events"),
-            Request::Close { ticket_id, .. } => format!("/api/v1/tickets/{ticket_id}/close"),
-        }
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
-        let v = match &self.request {
-            Request::Open { ticket } => serde_json::to_value(ticket),
-            Request::Event { event, .. } => serde_json::to_value(event),
-            Request::Close { close, .. } => serde_json::to_value(close),
-        };
-        v.unwrap_or(serde_json::Value::Null)
-    }
-
-    /// The ticket the request is about.
-    pub fn ticket_id(&self) -> &str {
-        match &self.request {
-            Request::Open { ticket } => &ticket.ticket_id,
-            Request::Event { ticket_id, .. } | Request::Close { ticket_id, .. } => ticket_id,
-        }
-    }
 }
 
 /// A request the central service refused for good.
@@ -660,14 +596,14 @@ fn probe_write(dir: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tickets::model::{EventKind, WireTime};
+    use tend_wire::{EventKind, WireTime};
 
     fn event(n: u32) -> OutboxEntry {
         OutboxEntry {
             key: format!("k{n}"),
             request: Request::Event {
                 ticket_id: "t1".into(),
-                event: TicketEvent {
+                event: tend_wire::TicketEvent {
                     kind: EventKind::Recurred { count: n },
                     at: WireTime::parse("2026-11-22T10:00:00+08:00").unwrap(),
                     note: None,

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::model::{CloseRequest, Created, ErrorBody, NewTicket, TicketEvent, TicketStatus};
+use tend_wire::route::{self, Route};
 
 /// Header carrying the idempotency key of a create or an event.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -139,7 +140,7 @@ impl CentralClient {
         ticket: &NewTicket,
         idempotency_key: &str,
     ) -> Result<Created, SendError> {
-        let request = self.http.post(self.url(&[])).json(ticket);
+        let request = self.http.post(self.url(Route::Tickets)).json(ticket);
         self.send(with_key(request, idempotency_key)).await
     }
 
@@ -151,14 +152,14 @@ impl CentralClient {
         event: &TicketEvent,
         idempotency_key: &str,
     ) -> Result<Created, SendError> {
-        let request = self.http.post(self.url(&[ticket_id, "events"])).json(event);
+        let request = self.http.post(self.url(Route::Events(ticket_id))).json(event);
         self.send(with_key(request, idempotency_key)).await
     }
 
     /// Reads a ticket's status back (`GET /api/v1/tickets/{id}`); an unknown ticket
     /// is `Rejected` with status 404.
     pub async fn get(&self, ticket_id: &str) -> Result<TicketStatus, SendError> {
-        self.send(self.http.get(self.url(&[ticket_id]))).await
+        self.send(self.http.get(self.url(Route::Ticket(ticket_id)))).await
     }
 
     /// Closes a ticket (`POST /api/v1/tickets/{id}/close`): what maintenance staff
@@ -168,30 +169,30 @@ impl CentralClient {
         ticket_id: &str,
         close: &CloseRequest,
     ) -> Result<TicketStatus, SendError> {
-        self.post(&[ticket_id, "close"], close).await
+        self.post(Route::Close(ticket_id), close).await
     }
 
     /// Acknowledges a ticket (`POST /api/v1/tickets/{id}/acknowledge`, an extension
     /// of the reference service); for tools and tests.
     pub async fn acknowledge(&self, ticket_id: &str) -> Result<TicketStatus, SendError> {
-        self.post(&[ticket_id, "acknowledge"], &serde_json::json!({})).await
+        self.post(Route::Acknowledge(ticket_id), &serde_json::json!({})).await
     }
 
     async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
-        path: &[&str],
+        route: Route<'_>,
         body: &B,
     ) -> Result<T, SendError> {
-        self.send(self.http.post(self.url(path)).json(body)).await
+        self.send(self.http.post(self.url(route)).json(body)).await
     }
 
-    /// `{base}/api/v1/tickets/{segments…}`, each segment percent-encoded (a ticket id
-    /// may contain `/`).
-    fn url(&self, segments: &[&str]) -> Url {
+    /// `{base}` followed by the route's segments, each percent-encoded (a ticket id may
+    /// contain `/`).
+    fn url(&self, route: Route<'_>) -> Url {
         let mut url = self.base.clone();
         // Cannot fail: `new` refused cannot-be-a-base URLs.
         if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(["api", "v1", "tickets"]).extend(segments);
+            path.pop_if_empty().extend(route::PREFIX).extend(route.segments());
         }
         url
     }
@@ -221,15 +222,7 @@ impl CentralClient {
 /// Adds the idempotency key header. A header value must be visible ASCII, so
 /// other bytes (and `%`) are percent-encoded: deterministic, so the key stays stable.
 fn with_key(request: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        if byte.is_ascii_graphic() && byte != b'%' {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    request.header(IDEMPOTENCY_KEY, encoded)
+    request.header(IDEMPOTENCY_KEY, route::header_key(key))
 }
 
 /// Classifies a non-success answer.

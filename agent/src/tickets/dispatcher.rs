@@ -592,12 +592,17 @@ pub(crate) mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::central::TicketList;
     use crate::store::{Batch, TicketRef, TicketSubject};
     use crate::tickets::model::{Device, EventKind, NewTicket, TicketEvent, TicketKind, WireTime};
+    use tend_central::TicketList;
 
     /// The reference service for these tests, and the token it accepts.
-    pub(crate) use crate::central::testing::{TOKEN, TestServer as Central};
+    pub(crate) use tend_central::testing::{TOKEN, TestServer as Central};
+    /// A client of `central` with `token`.
+    pub(crate) fn client(central: &Central, token: &str) -> anyhow::Result<CentralClient> {
+        Ok(CentralClient::new(&central.url, token, Duration::from_secs(5))?)
+    }
+
     /// How long a condition may take before a test fails.
     pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -804,7 +809,7 @@ pub(crate) mod tests {
         agent.queue(&entries)?;
         // No polling: only the start and the notification can wake it.
         let config = DispatcherConfig { poll_interval: Duration::from_secs(3600), ..fast() };
-        let running = Running::start(&agent.store, central.client(TOKEN)?, config);
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, config);
         // The counters follow the durable removal: wait for both.
         eventually("the outbox is empty and counted", || {
             agent.store.outbox_len() == 0 && {
@@ -851,7 +856,7 @@ pub(crate) mod tests {
         central.control.fail_for(Duration::from_millis(400), StatusCode::SERVICE_UNAVAILABLE, None);
         let agent = Agent::new()?;
         agent.queue(&three_tickets()?)?;
-        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, fast());
         // The counters follow the durable removal: wait for both.
         eventually("the outbox is empty and counted", || {
             agent.store.outbox_len() == 0 && {
@@ -881,7 +886,7 @@ pub(crate) mod tests {
             backoff: Backoff::new(Duration::from_millis(1), Duration::from_secs(5)),
             ..fast()
         };
-        let running = Running::start(&agent.store, central.client(TOKEN)?, config);
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, config);
         eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
         assert!(start.elapsed() >= Duration::from_secs(1), "retried before Retry-After");
         assert_eq!(central.control.requests(), 2);
@@ -924,7 +929,7 @@ pub(crate) mod tests {
             bad_event.clone(),
             event("swh-01", "recovered", EventKind::Recovered)?,
         ])?;
-        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, fast());
         // The counters follow the durable removal: wait for both.
         eventually("the outbox is empty and counted", || {
             agent.store.outbox_len() == 0 && {
@@ -965,7 +970,7 @@ pub(crate) mod tests {
         let central = Central::start(central_dir.path()).await?;
         let agent = Agent::new()?;
         agent.queue(&three_tickets()?)?;
-        let running = Running::start(&agent.store, central.client("wrong-token")?, fast());
+        let running = Running::start(&agent.store, client(&central, "wrong-token")?, fast());
         eventually("a few attempts were refused", || {
             let s = running.status.snapshot();
             s.unauthorized && s.retried >= 3
@@ -977,7 +982,7 @@ pub(crate) mod tests {
         assert!(central.list().await?.tickets.is_empty());
 
         // The operator fixes the token and restarts the agent.
-        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, fast());
         eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
         assert_eq!(keys(&central.list().await?), three_tickets_keys());
         assert!(!running.status.snapshot().unauthorized);
@@ -1000,7 +1005,7 @@ pub(crate) mod tests {
             entries.push(event(&device, "recovered", EventKind::Recovered)?);
         }
         agent.queue(&entries)?;
-        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, fast());
         eventually("three are delivered", || agent.store.outbox_len() <= 7).await?;
         running.stop().await?;
         let left = agent.store.outbox_len();
@@ -1012,7 +1017,7 @@ pub(crate) mod tests {
         drop(store);
         let agent = Agent { store: Store::open(dir.path(), 4 << 20)?, dir };
         assert_eq!(agent.store.outbox_len(), left, "the outbox survived");
-        let running = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, fast());
         eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
         let expected: Vec<(String, Vec<String>)> = entries
             .chunks(2)
@@ -1044,7 +1049,7 @@ pub(crate) mod tests {
         let agent = Agent::new()?;
         agent.queue(&three_tickets()?)?;
         let config = DispatcherConfig { in_flight: 1, ..fast() };
-        let running = Running::start(&agent.store, central.client(TOKEN)?, config);
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, config);
         eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
         let list = central.list().await?;
         assert_eq!(keys_by_number(&list), three_tickets_keys(), "numbers follow the outbox");
@@ -1064,7 +1069,7 @@ pub(crate) mod tests {
         let entries = tickets_with_events(12)?;
         agent.queue(&entries)?;
         let config = DispatcherConfig { batch: 64, in_flight: 4, ..fast() };
-        let running = Running::start(&agent.store, central.client(TOKEN)?, config);
+        let running = Running::start(&agent.store, client(&central, TOKEN)?, config);
         eventually("the outbox is empty", || agent.store.outbox_len() == 0).await?;
         assert_eq!(central.control.requests(), 24, "one request per entry");
         let most = central.control.max_in_flight();

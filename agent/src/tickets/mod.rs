@@ -15,7 +15,7 @@
 pub mod backoff;
 pub mod client;
 pub mod dispatcher;
-pub mod model;
+pub use tend_wire::model;
 pub mod sync;
 
 pub use backoff::Backoff;

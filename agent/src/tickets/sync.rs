@@ -291,7 +291,7 @@ mod tests {
     use super::*;
     use crate::store::{Batch, TicketRef};
     use crate::tickets::dispatcher::tests::{
-        Agent, Central, DEADLINE, Running, TOKEN, eventually, fast, fault, open, time,
+        Agent, Central, DEADLINE, Running, TOKEN, client, eventually, fast, fault, open, time,
     };
     use crate::tickets::model::CloseRequest;
 
@@ -303,7 +303,7 @@ mod tests {
         let closing = fault("swh-01", 2)?;
         let staying = fault("swh-02", 2)?;
         agent.queue(&[open(closing.clone()), open(staying.clone())])?;
-        let dispatcher = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        let dispatcher = Running::start(&agent.store, client(&central, TOKEN)?, fast());
         eventually("both are delivered", || agent.store.outbox_len() == 0).await?;
         dispatcher.stop().await?;
         // A ticket the service lost (404) and one not delivered yet (no number).
@@ -322,7 +322,7 @@ mod tests {
         agent.store.commit(&batch)?;
         agent.store.flush()?;
 
-        let staff = central.client(TOKEN)?;
+        let staff = client(&central, TOKEN)?;
         let closed_at = time("2026-11-23T15:30:00+08:00")?;
         let close =
             CloseRequest { resolution: "gasket replaced".into(), closed_at: closed_at.clone() };
@@ -334,7 +334,7 @@ mod tests {
             interval: Duration::from_millis(20),
             backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(20)),
         };
-        let sync = TicketSync::new(agent.store.clone(), central.client(TOKEN)?, tx, config);
+        let sync = TicketSync::new(agent.store.clone(), client(&central, TOKEN)?, tx, config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(sync.run(async move {
             let _ = stopped.await;
@@ -368,18 +368,22 @@ mod tests {
         let agent = Agent::new()?;
         let ticket = fault("swh-01", 2)?;
         agent.queue(&[open(ticket.clone())])?;
-        let dispatcher = Running::start(&agent.store, central.client(TOKEN)?, fast());
+        let dispatcher = Running::start(&agent.store, client(&central, TOKEN)?, fast());
         eventually("it is delivered", || agent.store.outbox_len() == 0).await?;
         dispatcher.stop().await?;
         let close = CloseRequest {
             resolution: "done".into(),
             closed_at: time("2026-11-23T15:30:00+08:00")?,
         };
-        central.client(TOKEN)?.close(&ticket.ticket_id, &close).await?;
+        client(&central, TOKEN)?.close(&ticket.ticket_id, &close).await?;
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
-        let sync =
-            TicketSync::new(agent.store.clone(), central.client(TOKEN)?, tx, SyncConfig::default());
+        let sync = TicketSync::new(
+            agent.store.clone(),
+            client(&central, TOKEN)?,
+            tx,
+            SyncConfig::default(),
+        );
         tokio::time::timeout(DEADLINE, sync.run(std::future::pending())).await?;
         central.stop().await
     }

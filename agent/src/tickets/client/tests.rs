@@ -5,8 +5,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 
 use super::*;
-use crate::central::testing::{TOKEN, TestServer};
 use crate::tickets::model::{Device, EventKind, Status, TicketKind, WireTime};
+use tend_central::testing::{TOKEN, TestServer};
 
 fn time(text: &str) -> anyhow::Result<WireTime> {
     Ok(WireTime::parse(text)?)
@@ -76,7 +76,7 @@ async fn open_event_get_close() -> anyhow::Result<()> {
     assert_eq!(central.get(id).await?.closed_at, Some(close.closed_at));
 
     let http = reqwest::Client::new();
-    let list: crate::central::TicketList =
+    let list: tend_central::TicketList =
         http.get(server.at("/api/v1/tickets")).bearer_auth(TOKEN).send().await?.json().await?;
     assert_eq!(list.tickets.len(), 1);
     assert_eq!(list.tickets[0].events.len(), 1, "the event key deduplicated");
@@ -175,11 +175,16 @@ async fn no_server_is_retryable() -> anyhow::Result<()> {
 fn urls_keep_the_base_path_and_encode_segments() -> anyhow::Result<()> {
     let central = CentralClient::new("https://central.example/tend/", "t", Duration::from_secs(1))?;
     assert_eq!(
-        central.url(&["a/b c", "events"]).as_str(),
+        central.url(Route::Events("a/b c")).as_str(),
         "https://central.example/tend/api/v1/tickets/a%2Fb%20c/events"
     );
+    // The path `tend replay` prints is the one the client sends to.
+    for route in [Route::Tickets, Route::Events("a/b c"), Route::Close("x?#%"), Route::Ticket("é")]
+    {
+        assert_eq!(central.url(route).path(), format!("/tend{}", route.path()), "{route:?}");
+    }
     let bare = CentralClient::new("http://127.0.0.1:8080", "t", Duration::from_secs(1))?;
-    assert_eq!(bare.url(&[]).as_str(), "http://127.0.0.1:8080/api/v1/tickets");
+    assert_eq!(bare.url(Route::Tickets).as_str(), "http://127.0.0.1:8080/api/v1/tickets");
     for (url, token) in [
         ("ftp://x/", "t"),
         ("not a url", "t"),

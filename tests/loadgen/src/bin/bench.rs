@@ -919,7 +919,7 @@ fn store_sizes(dir: &Path) -> anyhow::Result<(u64, u64)> {
     }
     let mut disk = 0;
     walk(dir, &mut disk)?;
-    let store = tend::store::Store::open(dir, 1 << 20)
+    let store = tend_agent::store::Store::open(dir, 1 << 20)
         .with_context(|| format!("opening the store {}", dir.display()))?;
     let logical = store.logical_bytes()?;
     Ok((disk, logical))

@@ -1,0 +1,419 @@
+//! The maintenance desk: the central service's web page for the people who take
+//! the tickets. Server-rendered HTML; one small script refreshes the page in place.
+//!
+//! Routes (see [`auth`] for who may use them):
+//! - `GET /` redirects to `GET /desk`: open tickets, most urgent first, filtered by
+//!   `?site=&type=&kind=&status=`.
+//! - `GET /desk/tickets/{id}`: one ticket with everything the agent sent and what
+//!   happened since; `POST …/acknowledge` and `POST …/close` (form field
+//!   `resolution`) act on it, then redirect back to it (post/redirect/get).
+//! - `GET|POST /desk/login`, `POST /desk/logout`; `GET /desk/assets/*` (public).
+//!
+//! Closing here is the same store write as `POST /api/v1/tickets/{id}/close`, with
+//! `closed_at` the service clock in the site's offset, so the agent's sync reads it
+//! like any other close. Unlike the API (idempotent by contract), the desk tells a
+//! person when their action changed nothing: acknowledging a ticket that is no
+//! longer open, or closing a closed one, is a 409 page saying who got there first.
+//!
+//! # Layout
+//! - [`auth`]: sign-in cookie, bearer token, origin check.
+//! - [`board`]: urgency, filters, times for people (pure).
+//! - [`page`]: the HTML (pure).
+
+mod auth;
+mod board;
+mod page;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use jiff::Timestamp;
+use maud::Markup;
+use serde::Deserialize;
+
+use self::auth::{DeskAuth, Verdict};
+use self::board::Filter;
+use self::page::Notice;
+use super::store::{Store, StoreError};
+use tend_wire::model::{CloseRequest, Status, WireTime};
+
+/// The desk's stylesheet.
+const CSS: &str = include_str!("assets/desk.css");
+/// The desk's script: in-place refresh, filters that apply on change.
+const JS: &str = include_str!("assets/desk.js");
+
+/// Every page forbids framing and foreign scripts (the script and stylesheet are
+/// served from `/desk/assets`).
+const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// The longest resolution accepted (a page of text).
+const MAX_RESOLUTION: usize = 10_000;
+
+/// What the desk's handlers share.
+#[derive(Clone)]
+struct Desk {
+    /// The database (the same as the API's).
+    store: Arc<Store>,
+    /// Who may use the desk.
+    auth: DeskAuth,
+}
+
+/// The desk's routes; `token` is what people sign in with.
+pub(crate) fn router(store: Arc<Store>, token: &str) -> Router {
+    let desk = Desk { store, auth: DeskAuth::new(token) };
+    let guarded = Router::new()
+        .route("/desk", get(queue))
+        .route("/desk/tickets/{ticket_id}", get(detail))
+        .route("/desk/tickets/{ticket_id}/acknowledge", post(acknowledge))
+        .route("/desk/tickets/{ticket_id}/close", post(close))
+        .route("/desk/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(desk.clone(), require_sign_in));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/desk") }))
+        .route("/desk/", get(|| async { Redirect::permanent("/desk") }))
+        .route("/desk/login", get(login_page).post(login))
+        .route("/desk/assets/desk.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route(
+            "/desk/assets/desk.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+        .merge(guarded)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(desk)
+}
+
+/// A failed desk request, shown as a page: the status, a title, what went wrong
+/// and a link back.
+#[derive(Debug)]
+struct DeskError {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+    back: String,
+}
+
+impl DeskError {
+    fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self { status, title, message: message.into(), back: "/desk".into() }
+    }
+
+    fn back(mut self, to: String) -> Self {
+        self.back = to;
+        self
+    }
+
+    fn unknown(ticket_id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Unknown ticket",
+            format!("There is no ticket {ticket_id:?}."),
+        )
+    }
+}
+
+impl IntoResponse for DeskError {
+    fn into_response(self) -> Response {
+        let markup = page::error(self.status.as_u16(), self.title, &self.message, &self.back);
+        (self.status, markup).into_response()
+    }
+}
+
+impl From<StoreError> for DeskError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "central store failed (desk)");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Storage error",
+            format!("The ticket database failed: {error}. Nothing was changed; try again."),
+        )
+    }
+}
+
+/// Lets signed-in people (and bearer-token scripts) through; sends others to
+/// sign in (pages) or answers 401 (writes), 403 for foreign-origin writes.
+async fn require_sign_in(State(desk): State<Desk>, request: Request, next: Next) -> Response {
+    match desk.auth.check(request.method(), request.headers()) {
+        Verdict::Allowed => next.run(request).await,
+        Verdict::SignIn if request.method() == axum::http::Method::GET => {
+            let target = request.uri().path_and_query().map_or("/desk", |pq| pq.as_str());
+            Redirect::to(&format!("/desk/login?next={}", page::encode(target))).into_response()
+        }
+        Verdict::SignIn => DeskError::new(
+            StatusCode::UNAUTHORIZED,
+            "Sign in first",
+            "You are not signed in to the desk (or your session ended). Sign in and try again; nothing was changed.",
+        )
+        .back("/desk/login".into())
+        .into_response(),
+        Verdict::ForeignOrigin => DeskError::new(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form was sent from another site. Nothing was changed.",
+        )
+        .into_response(),
+    }
+}
+
+/// Security headers on every desk answer.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers
+        .insert(HeaderName::from_static("content-security-policy"), HeaderValue::from_static(CSP));
+    headers.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
+    headers.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "public, max-age=300")], body).into_response()
+}
+
+/// The service clock.
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// Reads every ticket (sled reads are quick and the desk holds few).
+fn all_tickets(desk: &Desk) -> Result<Vec<super::TicketRecord>, DeskError> {
+    Ok(desk.store.list()?)
+}
+
+/// `GET /desk`.
+async fn queue(
+    State(desk): State<Desk>,
+    filter: Result<Query<Filter>, QueryRejection>,
+) -> Result<Markup, DeskError> {
+    let Query(filter) = filter.map_err(|e| {
+        DeskError::new(
+            StatusCode::BAD_REQUEST,
+            "Bad filter",
+            format!("The filter is not understood: {}.", e.body_text()),
+        )
+    })?;
+    filter.validate().map_err(|e| {
+        DeskError::new(
+            StatusCode::BAD_REQUEST,
+            "Bad filter",
+            format!("The filter is not understood: {e}."),
+        )
+    })?;
+    let all = all_tickets(&desk)?;
+    let mut shown: Vec<_> = all.iter().filter(|r| filter.matches(r)).cloned().collect();
+    board::sort_by_urgency(&mut shown);
+    Ok(page::queue(&all, &shown, &filter, now()))
+}
+
+/// `?done=` after an action on the detail page.
+#[derive(Debug, Default, Deserialize)]
+struct DetailQuery {
+    /// `acknowledged` or `closed`.
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// `GET /desk/tickets/{ticket_id}`.
+async fn detail(
+    State(desk): State<Desk>,
+    Path(ticket_id): Path<String>,
+    query: Result<Query<DetailQuery>, QueryRejection>,
+) -> Result<Markup, DeskError> {
+    let record = desk.store.get(&ticket_id)?.ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    let notice = match query.ok().and_then(|Query(q)| q.done).as_deref() {
+        Some("acknowledged") => Some(Notice::Done(format!("{} acknowledged.", record.number))),
+        Some("closed") => Some(Notice::Done(format!(
+            "{} closed. The agent sees it at its next sync.",
+            record.number
+        ))),
+        _ => None,
+    };
+    Ok(page::detail(&record, notice.as_ref(), now()))
+}
+
+/// After an action: back to the ticket, with a notice.
+fn done(ticket_id: &str, what: &str) -> Response {
+    Redirect::to(&format!("{}?done={what}", page::ticket_url(ticket_id))).into_response()
+}
+
+/// `POST /desk/tickets/{ticket_id}/acknowledge`.
+async fn acknowledge(
+    State(desk): State<Desk>,
+    Path(ticket_id): Path<String>,
+) -> Result<Response, DeskError> {
+    let mut before = None;
+    let record = desk
+        .store
+        .update(&ticket_id, |record| {
+            before = Some(record.status);
+            // In the site's offset, like the close time.
+            let offset = board::offset_of(&record.ticket.opened_at);
+            record.acknowledge(WireTime::from_timestamp(now(), offset));
+        })
+        .await?
+        .ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    match before {
+        Some(Status::Open) => {
+            tracing::info!(number = %record.number, %ticket_id, "ticket acknowledged at the desk");
+            Ok(done(&ticket_id, "acknowledged"))
+        }
+        Some(status) => Err(DeskError::new(
+            StatusCode::CONFLICT,
+            "Nothing to acknowledge",
+            format!(
+                "{} is already {} (someone got there first). Nothing was changed.",
+                record.number,
+                page_status(status)
+            ),
+        )
+        .back(page::ticket_url(&ticket_id))),
+        None => Err(DeskError::unknown(&ticket_id)),
+    }
+}
+
+fn page_status(status: Status) -> &'static str {
+    match status {
+        Status::Open => "open",
+        Status::Acknowledged => "acknowledged",
+        Status::InProgress => "in progress",
+        Status::Resolved => "resolved",
+        Status::Closed => "closed",
+    }
+}
+
+/// The close form.
+#[derive(Debug, Deserialize)]
+struct CloseForm {
+    /// What was done.
+    #[serde(default)]
+    resolution: String,
+}
+
+/// `POST /desk/tickets/{ticket_id}/close`.
+async fn close(
+    State(desk): State<Desk>,
+    Path(ticket_id): Path<String>,
+    form: Result<Form<CloseForm>, FormRejection>,
+) -> Result<Response, DeskError> {
+    let back = page::ticket_url(&ticket_id);
+    let Form(CloseForm { resolution }) = form.map_err(|e| {
+        DeskError::new(
+            StatusCode::BAD_REQUEST,
+            "Bad form",
+            format!("The close form is not understood: {}.", e.body_text()),
+        )
+        .back(back.clone())
+    })?;
+    let record = desk.store.get(&ticket_id)?.ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    let refuse = |status: StatusCode, message: String, resolution: String| -> Response {
+        let notice = Notice::Refused { message, resolution };
+        (status, page::detail(&record, Some(&notice), now())).into_response()
+    };
+    if resolution.len() > MAX_RESOLUTION {
+        let message = format!(
+            "The resolution is longer than {MAX_RESOLUTION} bytes; shorten it. The ticket is still open."
+        );
+        return Ok(refuse(StatusCode::UNPROCESSABLE_ENTITY, message, resolution));
+    }
+    // The site's offset, so the close time reads local at the desk and at the agent.
+    let closed_at = WireTime::from_timestamp(now(), board::offset_of(&record.ticket.opened_at));
+    let request = CloseRequest { resolution: resolution.trim().to_owned(), closed_at };
+    if let Err(e) = request.validate() {
+        let message = format!("Cannot close: {e}. Say what was done; the ticket is still open.");
+        return Ok(refuse(StatusCode::UNPROCESSABLE_ENTITY, message, resolution));
+    }
+    let CloseRequest { resolution: text, closed_at } = request;
+    let mut before = None;
+    let updated = desk
+        .store
+        .update(&ticket_id, |record| {
+            before = Some(record.status);
+            record.close(text, closed_at);
+        })
+        .await?
+        .ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    if before == Some(Status::Closed) {
+        let message = format!(
+            "{} was already closed {} (resolution: {}). Nothing was changed.",
+            updated.number,
+            updated.closed_at.as_ref().map(board::local).unwrap_or_default(),
+            updated.resolution.as_deref().unwrap_or("none given"),
+        );
+        let notice = Notice::Refused { message, resolution };
+        return Ok(
+            (StatusCode::CONFLICT, page::detail(&updated, Some(&notice), now())).into_response()
+        );
+    }
+    tracing::info!(number = %updated.number, %ticket_id, "ticket closed at the desk");
+    Ok(done(&ticket_id, "closed"))
+}
+
+/// `?next=` of the sign-in page.
+#[derive(Debug, Default, Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Where to go after signing in: only desk pages (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with("/desk") && !path.starts_with("/desk/login") => {
+            path.to_owned()
+        }
+        _ => "/desk".to_owned(),
+    }
+}
+
+/// `GET /desk/login`.
+async fn login_page(query: Result<Query<LoginQuery>, QueryRejection>) -> Markup {
+    let next = query.ok().and_then(|Query(q)| q.next);
+    page::login(&safe_next(next.as_deref()), false)
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /desk/login`.
+async fn login(State(desk): State<Desk>, form: Result<Form<LoginForm>, FormRejection>) -> Response {
+    let Ok(Form(form)) = form else {
+        return (StatusCode::BAD_REQUEST, page::login("/desk", true)).into_response();
+    };
+    let next = safe_next(form.next.as_deref());
+    if !desk.auth.token_matches(&form.token) {
+        tracing::warn!("desk sign-in with a wrong token");
+        return (StatusCode::UNAUTHORIZED, page::login(&next, true)).into_response();
+    }
+    let cookie = desk.auth.sign_in_cookie();
+    (StatusCode::SEE_OTHER, [(LOCATION, next), (SET_COOKIE, cookie)]).into_response()
+}
+
+/// `POST /desk/logout`.
+async fn logout() -> Response {
+    let cookie = DeskAuth::sign_out_cookie();
+    (StatusCode::SEE_OTHER, [(LOCATION, "/desk/login".to_owned()), (SET_COOKIE, cookie)])
+        .into_response()
+}
