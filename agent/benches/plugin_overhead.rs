@@ -100,48 +100,36 @@ const SUBJECTS: [Subject; 3] = [
 ];
 
 /// Command-line options.
+#[derive(clap::Parser)]
+#[command(about = "Per-message cost of `evaluate` through the wasm host vs natively")]
 struct Options {
     /// Fewer repetitions.
+    #[arg(long)]
     quick: bool,
-    /// Only plugins whose equipment type contains one of these (all when empty).
+    /// Only plugins whose equipment type contains one of these (all when none).
     filters: Vec<String>,
-    /// `--profile MODE`: only loop this mode (an index into [`MODES`]) for a profiler.
+    /// Only loop this mode (e.g. `wasm1`), for a profiler.
+    #[arg(long = "profile", value_name = "MODE", value_parser = parse_mode)]
     profile: Option<usize>,
-    /// `--json`: the JSON document on stdout, the tables on stderr.
+    /// The JSON document on stdout, the tables on stderr.
+    #[arg(long)]
     json: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// A mode's name (without `×`) as its index into [`MODES`].
+fn parse_mode(mode: &str) -> Result<usize, String> {
+    let ascii = |name: &str| name.replace('×', "");
+    let names: Vec<String> = MODES.iter().map(|m| ascii(m.0)).collect();
+    MODES
+        .iter()
+        .position(|(name, _, _)| ascii(name) == ascii(mode))
+        .ok_or_else(|| format!("one of {names:?}, not `{mode}`"))
 }
 
 impl Options {
-    /// Parses the arguments; cargo's `--bench` is ignored.
-    fn from_args() -> Result<Self> {
-        let mut opts = Self { quick: false, filters: Vec::new(), profile: None, json: false };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--quick" => opts.quick = true,
-                "--json" => opts.json = true,
-                "--bench" => {}
-                "--profile" => {
-                    let mode = args.next().unwrap_or_default();
-                    let ascii = |name: &str| name.replace('×', "");
-                    let found = MODES.iter().position(|(name, _, _)| ascii(name) == ascii(&mode));
-                    let names: Vec<String> = MODES.iter().map(|m| ascii(m.0)).collect();
-                    opts.profile = Some(found.with_context(|| {
-                        format!("--profile takes one of {names:?}, not `{mode}`")
-                    })?);
-                }
-                flag if flag.starts_with('-') => {
-                    bail!(
-                        "unknown option `{flag}` (expected --quick, --json, --profile MODE \
-                         and/or plugin name filters)"
-                    )
-                }
-                filter => opts.filters.push(filter.to_owned()),
-            }
-        }
-        Ok(opts)
-    }
-
     /// Timed passes per mode.
     fn repetitions(&self) -> usize {
         if self.quick { 5 } else { 21 }
@@ -159,7 +147,7 @@ impl Options {
 }
 
 fn main() -> Result<()> {
-    let opts = Options::from_args()?;
+    let opts = <Options as clap::Parser>::parse();
     let out_dir = target_dir().join("bench");
     let cache_dir = out_dir.join("plugin-cache");
     if let Some(mode) = opts.profile {
@@ -302,7 +290,7 @@ fn build_stream(equipment_type: &str) -> Result<Stream> {
             let payload = line.payload_bytes();
             let ts_ms = match kind {
                 // Status messages carry no ts: they take the watermark (interfaces.md).
-                wit::MessageKind::Status => watermark.max(0),
+                tend_agent::ingest::topic::MessageKind::Status => watermark.max(0),
                 _ => match event_time_ms(&payload) {
                     Ok(ts) => ts,
                     Err(_) => {
@@ -312,7 +300,8 @@ fn build_stream(equipment_type: &str) -> Result<Stream> {
                 },
             };
             watermark = watermark.max(ts_ms);
-            let message = wit::Message { kind, topic: line.topic.clone(), payload, ts_ms };
+            let message =
+                wit::Message { kind: kind.into(), topic: line.topic.clone(), payload, ts_ms };
             segment.entry(device.to_owned()).or_default().push(message);
         }
         for (device, mut messages) in segment {

@@ -15,12 +15,13 @@ use axum::routing::{MethodRouter, get, post};
 use jiff::tz::Offset;
 use serde::de::DeserializeOwned;
 
+use subtle::ConstantTimeEq as _;
+
 use super::control::{CentralControl, inject_faults};
+use super::error::ApiError;
 use super::record::TicketList;
-use super::store::{Appended, Opened, Store, StoreError};
-use tend_wire::model::{
-    CloseRequest, Created, ErrorBody, NewTicket, TicketEvent, TicketStatus, WireTime,
-};
+use super::store::{Appended, Opened, Store};
+use tend_wire::model::{CloseRequest, Created, NewTicket, TicketEvent, TicketStatus, WireTime};
 
 /// Longest idempotency key accepted.
 const MAX_KEY_LEN: usize = 1024;
@@ -73,39 +74,6 @@ pub(crate) fn router(store: Arc<Store>, token: &str, control: CentralControl) ->
         .merge(api)
 }
 
-/// An error answer: a status and `{"error": "…"}`.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    /// The HTTP status.
-    status: StatusCode,
-    /// The message for the client.
-    message: String,
-}
-
-impl ApiError {
-    /// An error answer.
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
-    }
-
-    fn unprocessable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.message })).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "central store failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error: {error}"))
-    }
-}
-
 type Answer<T> = Result<(StatusCode, Json<T>), ApiError>;
 
 /// Rejects requests without the right `Authorization: Bearer <token>`.
@@ -131,9 +99,9 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     response
 }
 
-/// Compares secrets in time independent of where they differ.
+/// Compares secrets in time independent of where they differ (lengths are not secret).
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// The `Idempotency-Key` header: required, visible ASCII, at most 1 KiB.

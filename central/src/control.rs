@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use super::api::ApiError;
+use super::error::ApiError;
 
 /// Shared handle on the service's fault injection. Clone it before passing the
 /// config to [`serve`](super::serve); every clone steers the same service.

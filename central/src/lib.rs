@@ -25,6 +25,7 @@
 //! # Layout
 //! - `api`: routes, authentication, parsing, answers (thin handlers).
 //! - `desk`: the maintenance desk page (HTML, sign-in, queue, ticket actions).
+//! - `error`: the error answer of every route.
 //! - [`control`]: fault injection.
 //! - [`record`]: what is stored per ticket.
 //! - [`store`]: the sled database; every sled call is there.
@@ -33,6 +34,7 @@
 mod api;
 pub mod control;
 mod desk;
+mod error;
 pub mod record;
 pub mod store;
 

@@ -1,6 +1,36 @@
 //! Topic templates such as `tend/{site}/{device_id}/{kind}`.
 
-use crate::plugins::MessageKind;
+/// The `{kind}` segment of a topic: what a device published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// Periodic readings.
+    Telemetry,
+    /// Something happened (a door forced, a button pressed).
+    Event,
+    /// `online` / `offline` (retained, and the broker's last will).
+    Status,
+}
+
+impl MessageKind {
+    /// The topic segment for the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Telemetry => "telemetry",
+            MessageKind::Event => "event",
+            MessageKind::Status => "status",
+        }
+    }
+
+    /// The kind a topic segment names, if any.
+    pub fn parse(segment: &str) -> Option<Self> {
+        match segment {
+            "telemetry" => Some(MessageKind::Telemetry),
+            "event" => Some(MessageKind::Event),
+            "status" => Some(MessageKind::Status),
+            _ => None,
+        }
+    }
+}
 
 /// A topic template, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,12 +157,10 @@ impl TopicTemplate {
                     device_id = Some(part);
                 }
                 Segment::Kind => {
-                    kind = Some(match part {
-                        "telemetry" => MessageKind::Telemetry,
-                        "event" => MessageKind::Event,
-                        "status" => MessageKind::Status,
-                        other => return Err(TopicError::BadKind(truncated(other))),
-                    })
+                    kind = Some(
+                        MessageKind::parse(part)
+                            .ok_or_else(|| TopicError::BadKind(truncated(part)))?,
+                    )
                 }
             }
         }
@@ -157,23 +185,14 @@ pub fn valid_device_id(id: &str) -> bool {
 /// comes before (traces for `tend plugin test` need no site or template).
 pub fn split_device_kind(topic: &str) -> Option<(&str, MessageKind)> {
     let mut parts = topic.rsplit('/');
-    let kind = match parts.next()? {
-        "telemetry" => MessageKind::Telemetry,
-        "event" => MessageKind::Event,
-        "status" => MessageKind::Status,
-        _ => return None,
-    };
+    let kind = MessageKind::parse(parts.next()?)?;
     let device = parts.next()?;
     valid_device_id(device).then_some((device, kind))
 }
 
 /// The topic segment for a kind.
 pub fn kind_name(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::Telemetry => "telemetry",
-        MessageKind::Event => "event",
-        MessageKind::Status => "status",
-    }
+    kind.as_str()
 }
 
 fn truncated(s: &str) -> String {

@@ -19,13 +19,13 @@ use jiff::SignedDuration;
 use crate::alarms::{AlarmSettings, DEVICE_OFFLINE, FaultMeta, Observation, Transition};
 use crate::config::Config;
 use crate::ingest::event_time::event_time_ms;
-use crate::ingest::topic::TopicTemplate;
+use crate::ingest::topic::{MessageKind, TopicTemplate};
 use crate::maintenance::Span;
 use crate::maintenance::calendar::{BusinessCalendar, CalendarRules};
 use crate::maintenance::inspection::{Plan, Scheduling};
 use crate::maintenance::sla::{LevelTargets, SlaTable, Target};
 use crate::maintenance::warranty::WarrantyTerms;
-use crate::plugins::bindings::{Condition, Device, EvalError, Message, MessageKind, Outcome};
+use crate::plugins::bindings::{Condition, Device, EvalError, Message, Outcome};
 use crate::plugins::{CallError, Limits, PluginSet};
 use crate::store::{
     ArchiveEntry, ArchiveEvent, Batch, DeviceRecord, OutboxEntry, Store, StoreError, TicketRef,
@@ -646,7 +646,12 @@ impl Pipeline {
                     Step::Online(ts)
                 }
             }
-            _ => Step::Judge(Message { kind, topic: m.topic, payload: m.payload, ts_ms: ts }),
+            _ => Step::Judge(Message {
+                kind: kind.into(),
+                topic: m.topic,
+                payload: m.payload,
+                ts_ms: ts,
+            }),
         };
         Some((id, step))
     }

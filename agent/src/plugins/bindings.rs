@@ -14,3 +14,14 @@ pub use self::tend::plugin::types::{
     Category, Condition, Diagnosis, Evidence, FaultSpec, InspectionPlan, MessageKind, MeterReading,
     MeterRule, MeterSpec, MeterTrigger, Outcome, PackedBatchEvaluation, Period, WarrantyDefault,
 };
+
+impl From<crate::ingest::topic::MessageKind> for MessageKind {
+    fn from(kind: crate::ingest::topic::MessageKind) -> Self {
+        use crate::ingest::topic::MessageKind as Topic;
+        match kind {
+            Topic::Telemetry => MessageKind::Telemetry,
+            Topic::Event => MessageKind::Event,
+            Topic::Status => MessageKind::Status,
+        }
+    }
+}

@@ -6,9 +6,10 @@ use std::marker::PhantomData;
 
 use tend_plugin_sdk as sdk;
 
+use super::Evaluate;
 use super::bindings as wit;
+use super::contract::Declared;
 use super::error::CallError;
-use super::host::{Declared, Evaluate};
 
 /// The rule crate `P` behind [`Evaluate`].
 pub struct Native<P: sdk::Plugin> {

@@ -6,11 +6,11 @@ use std::io::{BufRead, Write};
 
 use serde::Serialize;
 
+use super::Evaluate;
 use super::bindings::{Device, Message, Outcome};
-use super::host::Evaluate;
 use crate::ingest::event_time::{event_time_ms, rfc3339_utc};
+use crate::ingest::topic::MessageKind;
 use crate::ingest::topic::split_device_kind;
-use crate::plugins::MessageKind;
 use crate::trace::read_trace;
 
 /// One line of `tend plugin test` output.
@@ -157,7 +157,7 @@ pub fn run(
             model: opts.model.clone(),
             settings: settings.clone(),
         };
-        let message = Message { kind, topic: t.topic.clone(), payload, ts_ms };
+        let message = Message { kind: kind.into(), topic: t.topic.clone(), payload, ts_ms };
         let state = states.get(device_id).map(Vec::as_slice);
         match plugin.evaluate_batch(&device, std::slice::from_ref(&message), state, watermark) {
             Ok(mut b) => {
