@@ -64,29 +64,46 @@ pub struct CompletionRefused {
     pub message: String,
 }
 
-/// Applies a command to the pipeline (on the pipeline thread).
+/// An answer to a site staff's command, sent once what the command did is durable.
+pub struct Reply {
+    send: Box<dyn FnOnce() + Send>,
+}
+
+impl Reply {
+    /// Sends the answer; `proof` shows the command's effects are on disk.
+    pub fn send(self, _proof: &crate::store::Durable) {
+        (self.send)();
+    }
+}
+
+/// Applies a command to the pipeline (on the pipeline thread). A command that changed
+/// something returns what it committed and the answer to send once that is durable;
+/// any other is answered at once.
 pub fn apply(
     pipeline: &mut Pipeline,
     command: LocalCommand,
     now_ms: i64,
-) -> Vec<crate::store::OutboxEntry> {
+) -> Option<(crate::pipeline::Applied, Reply)> {
     match command {
         LocalCommand::Archive { device, reply } => {
             let _ =
                 reply.send(pipeline.archive(device.as_deref(), now_ms).map_err(|e| e.to_string()));
-            Vec::new()
+            None
         }
         LocalCommand::Complete { completion: c, reply } => {
             match pipeline.inspection_completed(&c.device, &c.plan, c.at_ms, c.note.as_deref()) {
-                Ok(entries) => {
-                    let _ = reply.send(Ok(entries.len()));
-                    entries
+                Ok(applied) => {
+                    let queued = applied.queued;
+                    let send = Box::new(move || {
+                        let _ = reply.send(Ok(queued));
+                    });
+                    Some((applied, Reply { send }))
                 }
                 Err(e) => {
                     let bad_request = !matches!(e, crate::pipeline::CompleteError::Store(_));
                     let _ =
                         reply.send(Err(CompletionRefused { bad_request, message: e.to_string() }));
-                    Vec::new()
+                    None
                 }
             }
         }
@@ -187,7 +204,7 @@ pub async fn complete(config: &Config, completion: Completion) -> anyhow::Result
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         let mut pipeline = offline_pipeline(&config)?;
-        let queued = pipeline
+        let applied = pipeline
             .inspection_completed(
                 &completion.device,
                 &completion.plan,
@@ -195,8 +212,9 @@ pub async fn complete(config: &Config, completion: Completion) -> anyhow::Result
                 completion.note.as_deref(),
             )
             .map_err(|e| anyhow!("{e}"))?;
-        pipeline.store().flush().context("flushing the store")?;
-        let tail = if queued.is_empty() {
+        let queued = applied.queued;
+        applied.sync(pipeline.store()).context("flushing the store")?;
+        let tail = if queued == 0 {
             String::new()
         } else {
             " (the open ticket is closed at the central service when the agent next runs)"

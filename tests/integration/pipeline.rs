@@ -155,9 +155,11 @@ fn the_fourth_repair_of_the_same_fault_in_warranty_recommends_replacement() {
             code: "tamper".into(),
             episode: n as u32 + 1,
         };
-        p.ticket_closed(&id, "door-1", &subject, end + DAY, Some("switch replaced"))
+        let applied = p
+            .ticket_closed(&id, "door-1", &subject, end + DAY, Some("switch replaced"))
             .unwrap()
-            .unwrap();
+            .expect("the pipeline holds the ticket");
+        applied.sync(p.store()).unwrap();
         opened.push(body);
     }
     for (n, body) in opened.iter().enumerate() {

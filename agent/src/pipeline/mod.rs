@@ -6,8 +6,10 @@
 //! every device's record in memory, written through to the store in each batch.
 
 pub mod builder;
+mod commit;
 mod schedule;
 
+pub use commit::{Applied, Collect, Commit, Pipeline};
 pub use schedule::CompleteError;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -28,7 +30,7 @@ use crate::maintenance::warranty::WarrantyTerms;
 use crate::plugins::bindings::{Condition, Device, EvalError, Message, Outcome};
 use crate::plugins::{CallError, Limits, PluginSet};
 use crate::store::{
-    ArchiveEntry, ArchiveEvent, Batch, DeviceRecord, OutboxEntry, Store, StoreError, TicketRef,
+    ArchiveEntry, ArchiveEvent, Batch, DeviceEntry, DeviceRecord, StoreError, TicketRef,
     TicketSubject, digest, encode_device,
 };
 
@@ -197,14 +199,14 @@ impl DeviceCtx {
     }
 }
 
-/// Messages, timers and ticket closures in; store batches and outbox entries out.
-pub struct Pipeline {
+/// The pure pipeline: messages, timers and ticket closures in; store batches out,
+/// handed to a [`Commit`] in the order they must be written. It holds no store.
+pub struct Core {
     site: SiteFacts,
     topic: TopicTemplate,
     /// Boxed, like the records: a table slot per device, not a context's worth.
     devices: HashMap<String, Box<DeviceCtx>>,
     plugins: PluginSet,
-    store: Store,
     records: HashMap<String, Box<DeviceRecord>>,
     states: HashMap<String, Vec<u8>>,
     /// Devices whose record or plugin state changed since the last commit: written
@@ -271,14 +273,16 @@ fn ms(d: SignedDuration) -> i64 {
     d.as_millis() as i64
 }
 
-impl Pipeline {
-    /// Builds the pipeline; loads device records and plugin states from the store.
+impl Core {
+    /// Builds the pipeline over the device records and plugin states read from the
+    /// store; the new schedules' first records go to `out`, a slice per batch.
     /// `start_ms`: when a device that never publishes starts counting toward offline.
     pub fn new(
         config: &Config,
         plugins: PluginSet,
-        store: Store,
+        stored: BTreeMap<String, DeviceEntry>,
         start_ms: i64,
+        out: &mut dyn Commit,
     ) -> Result<Self, SetupError> {
         let site = site_facts(config)?;
         let topic = TopicTemplate::new(&config.mqtt.topic, &config.inventory.site)
@@ -333,7 +337,7 @@ impl Pipeline {
         }
         let mut records = HashMap::with_capacity(n);
         let mut states = HashMap::with_capacity(n);
-        for (id, entry) in store.devices()? {
+        for (id, entry) in stored {
             if let Some(state) = entry.plugin_state {
                 states.insert(id.clone(), state);
             }
@@ -347,7 +351,6 @@ impl Pipeline {
             topic,
             devices,
             plugins,
-            store,
             records,
             states,
             dirty: BTreeSet::new(),
@@ -367,7 +370,7 @@ impl Pipeline {
         let dirty: Vec<String> = std::mem::take(&mut p.dirty).into_iter().collect();
         for slice in dirty.chunks(TIMER_SLICE) {
             p.dirty.extend(slice.iter().cloned());
-            p.finish(Batch::default())?;
+            p.finish(Batch::default(), out)?;
         }
         Ok(p)
     }
@@ -397,45 +400,21 @@ impl Pipeline {
             .collect()
     }
 
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// The MQTT subscription for the site.
     pub fn subscription(&self) -> String {
         self.topic.subscription()
     }
 
-    /// Processes messages, then fires timers due by the latest clock, and commits
-    /// (not flushed: the caller flushes before acknowledging). Returns the requests
-    /// queued, in order.
+    /// Processes messages, then fires timers due by the latest clock; the batches go
+    /// to `out` in order.
     ///
     /// The messages' effects and the first [`TIMER_SLICE`] due devices share one
-    /// transaction; further due devices are committed a slice at a time, each device's
-    /// effects (record, tickets, outbox) always in one transaction.
+    /// batch; further due devices follow a slice per batch, each device's effects
+    /// (record, tickets, outbox) always in one batch.
     ///
     /// Each device's messages keep their order; a device's messages of the batch are
-    /// judged by its plugin in one call (see [`Pipeline::judge`]).
-    pub fn process(&mut self, msgs: Vec<Incoming>) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut out = Vec::new();
-        self.process_into(msgs, &mut |e| out.extend(e))?;
-        Ok(out)
-    }
-
-    /// [`Pipeline::process`] for the live agent: returns how many requests were
-    /// queued, holding none of them in memory.
-    pub fn ingest(&mut self, msgs: Vec<Incoming>) -> Result<usize, StoreError> {
-        let mut n = 0;
-        self.process_into(msgs, &mut |e| n += e.len())?;
-        Ok(n)
-    }
-
-    fn process_into(
-        &mut self,
-        msgs: Vec<Incoming>,
-        sink: &mut dyn FnMut(Vec<OutboxEntry>),
-    ) -> Result<(), StoreError> {
+    /// judged by its plugin in one call (see [`Core::judge`]).
+    pub fn step(&mut self, msgs: Vec<Incoming>, out: &mut dyn Commit) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         let mut now = i64::MIN;
         let mut order: Vec<String> = Vec::new();
@@ -459,25 +438,15 @@ impl Pipeline {
             }
         }
         if now == i64::MIN {
-            sink(self.finish(batch)?);
-            return Ok(());
+            return self.finish(batch, out);
         }
-        self.timers_into(now, batch, sink)
+        self.timers_into(now, batch, out)
     }
 
     /// Fires every timer due at `now` (offline, clear holds, escalations, inspection
-    /// schedules) and commits, a slice of due devices per transaction.
-    pub fn advance(&mut self, now_ms: i64) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut out = Vec::new();
-        self.timers_into(now_ms, Batch::default(), &mut |e| out.extend(e))?;
-        Ok(out)
-    }
-
-    /// [`Pipeline::advance`] for the live agent: returns how many requests were queued.
-    pub fn tick(&mut self, now_ms: i64) -> Result<usize, StoreError> {
-        let mut n = 0;
-        self.timers_into(now_ms, Batch::default(), &mut |e| n += e.len())?;
-        Ok(n)
+    /// schedules), a slice of due devices per batch.
+    pub fn advance(&mut self, now_ms: i64, out: &mut dyn Commit) -> Result<(), StoreError> {
+        self.timers_into(now_ms, Batch::default(), out)
     }
 
     /// Fires the due timers (each due device once) and commits: the first slice of
@@ -486,14 +455,14 @@ impl Pipeline {
         &mut self,
         now: i64,
         mut batch: Batch,
-        sink: &mut dyn FnMut(Vec<OutboxEntry>),
+        out: &mut dyn Commit,
     ) -> Result<(), StoreError> {
         let mut due = self.take_due(now).into_iter().peekable();
         loop {
             for id in due.by_ref().take(TIMER_SLICE) {
                 self.fire_device(&id, now, &mut batch);
             }
-            sink(self.finish(std::mem::take(&mut batch))?);
+            self.finish(std::mem::take(&mut batch), out)?;
             if due.peek().is_none() {
                 return Ok(());
             }
@@ -510,7 +479,8 @@ impl Pipeline {
         subject: &TicketSubject,
         closed_ms: i64,
         resolution: Option<&str>,
-    ) -> Result<Option<Vec<OutboxEntry>>, StoreError> {
+        out: &mut dyn Commit,
+    ) -> Result<bool, StoreError> {
         let mut batch = Batch::default();
         let closed = ArchiveEntry {
             at_ms: closed_ms,
@@ -521,9 +491,9 @@ impl Pipeline {
         };
         match subject {
             TicketSubject::Fault { code, episode } => {
-                let Some(rec) = self.records.get_mut(device) else { return Ok(None) };
+                let Some(rec) = self.records.get_mut(device) else { return Ok(false) };
                 if rec.open_tickets.get(code).is_none_or(|(id, _)| id != ticket_id) {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 rec.open_tickets.remove(code);
                 rec.alarms.ticket_closed(code, *episode, closed_ms);
@@ -541,21 +511,24 @@ impl Pipeline {
         }
         batch.tickets.push((ticket_id.to_owned(), None));
         self.reschedule(device);
-        self.finish(batch).map(Some)
+        self.finish(batch, out)?;
+        Ok(true)
     }
 
     /// The central service shows a ticket acknowledged: the archive notes when (once
-    /// per ticket). Returns whether it was new.
+    /// per ticket; `history` is the device's archive so far). Returns whether it was new.
     pub fn ticket_acknowledged(
         &mut self,
         ticket_id: &str,
         device: &str,
         seen_ms: i64,
+        history: &[ArchiveEntry],
+        out: &mut dyn Commit,
     ) -> Result<bool, StoreError> {
         if !self.devices.contains_key(device) {
             return Ok(false);
         }
-        let known = self.store.archive(device)?.iter().any(|e| {
+        let known = history.iter().any(|e| {
             matches!(&e.event, ArchiveEvent::TicketAcknowledged { ticket_id: t } if t == ticket_id)
         });
         if known {
@@ -564,16 +537,17 @@ impl Pipeline {
         let mut batch = Batch::default();
         let event = ArchiveEvent::TicketAcknowledged { ticket_id: ticket_id.to_owned() };
         batch.archive.push((device.to_owned(), ArchiveEntry { at_ms: seen_ms, event }));
-        self.finish(batch)?;
+        self.finish(batch, out)?;
         Ok(true)
     }
 
-    fn finish(&mut self, mut batch: Batch) -> Result<Vec<OutboxEntry>, StoreError> {
+    /// Adds the changed devices' records to `batch` and hands it to `out`.
+    fn finish(&mut self, mut batch: Batch, out: &mut dyn Commit) -> Result<(), StoreError> {
         for id in std::mem::take(&mut self.dirty) {
             if let Some(rec) = self.records.get(&id) {
                 let state = self.states.get(&id).map(Vec::as_slice);
                 let value = encode_device(rec, state).map_err(|e| StoreError::Corrupt {
-                    dir: self.store.dir().to_owned(),
+                    dir: String::new(),
                     tree: "devices",
                     key: id.clone(),
                     reason: e.to_string(),
@@ -582,11 +556,10 @@ impl Pipeline {
             }
         }
         if !batch.is_empty() {
-            self.store.commit(&batch)?;
             self.counters.commits += 1;
         }
         self.counters.requests += batch.outbox.len() as u64;
-        Ok(batch.outbox)
+        out.commit(batch)
     }
 
     /// Checks topic, device, event time and redelivery; what is left is a step for

@@ -23,7 +23,7 @@ use crate::store::{
 use crate::tickets::model::{NewTicket, WireTime};
 
 use super::builder::{self, DeviceFacts};
-use super::{Pipeline, mark};
+use super::{Commit, Core, mark};
 
 /// A local completion that cannot be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +156,7 @@ fn opened_entry(entry: &OutboxEntry, plan: &Plan, occ: &Occurrence) -> ArchiveEn
     }
 }
 
-impl Pipeline {
+impl Core {
     fn scheduling(&self) -> Scheduling<'_> {
         Scheduling { calendar: &self.site.calendar, lead: self.lead }
     }
@@ -330,7 +330,8 @@ impl Pipeline {
         plan: &str,
         at_ms: i64,
         note: Option<&str>,
-    ) -> Result<Vec<OutboxEntry>, CompleteError> {
+        out: &mut dyn Commit,
+    ) -> Result<(), CompleteError> {
         let ctx =
             self.devices.get(device).ok_or_else(|| CompleteError::UnknownDevice(device.into()))?;
         if !ctx.plans.iter().any(|p| p.id == plan) {
@@ -344,7 +345,7 @@ impl Pipeline {
         let mut batch = Batch::default();
         self.complete(device, plan, at_ms, None, note, &mut batch);
         self.reschedule(device);
-        Ok(self.finish(batch)?)
+        Ok(self.finish(batch, out)?)
     }
 
     /// The device's next planned inspection (ms), for level-4 SLA targets.
@@ -354,8 +355,14 @@ impl Pipeline {
         ctx.plans.iter().filter_map(|p| s.next_due(p, rec.inspections.get(&p.id)?)).min()
     }
 
-    /// The device archive of the site (or of one device), as of `now_ms`.
-    pub fn archive(&self, device: Option<&str>, now_ms: i64) -> Result<SiteArchive, StoreError> {
+    /// The device archive of the site (or of one device), as of `now_ms`; `history`
+    /// reads a device's archive entries from the store.
+    pub fn archive(
+        &self,
+        device: Option<&str>,
+        now_ms: i64,
+        history: &dyn Fn(&str) -> Result<Vec<ArchiveEntry>, StoreError>,
+    ) -> Result<SiteArchive, StoreError> {
         let s = self.scheduling();
         let tz = self.site.calendar.time_zone();
         let mut devices = Vec::new();
@@ -458,7 +465,7 @@ impl Pipeline {
                 downtime_days,
                 warranty,
                 inspections,
-                history: self.store.archive(inv)?,
+                history: history(inv)?,
             });
         }
         Ok(SiteArchive {

@@ -121,6 +121,23 @@ pub enum StoreError {
     },
 }
 
+/// A batch written by [`Store::commit`], not yet durable. Only [`Store::sync`] turns
+/// it into a [`Durable`] proof.
+#[must_use = "a committed batch is not durable until its receipt is synced"]
+#[derive(Debug)]
+pub struct Committed {
+    _sealed: (),
+}
+
+/// Proof that everything committed before it was made durable: an MQTT ack or an
+/// answer to site staff needs one (`AckToken::ack`, `local::Reply::send`), so the
+/// agent cannot acknowledge what a power cut could still take back. Only
+/// [`Store::sync`] makes one; it is neither `Clone` nor `Copy`.
+#[derive(Debug)]
+pub struct Durable {
+    _sealed: (),
+}
+
 /// A request the central service refused for good.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -218,6 +235,9 @@ pub struct Store {
     /// Something was committed since the last sync: [`Store::flush`] syncs only then,
     /// so the live agent's idle timer ticks cost no `fdatasync`.
     unsynced: Arc<AtomicBool>,
+    /// Tests make commits fail with this (the worker's failed-commit test).
+    #[cfg(test)]
+    fail_commits: Arc<AtomicBool>,
 }
 
 /// Archive key: device id, a 0 byte, big-endian sequence (device ids have no 0 byte).
@@ -309,6 +329,8 @@ impl Store {
             outbox_count: Arc::new(AtomicUsize::new(0)),
             outbox_floor: Arc::new(AtomicU64::new(0)),
             unsynced: Arc::new(AtomicBool::new(false)),
+            #[cfg(test)]
+            fail_commits: Arc::new(AtomicBool::new(false)),
         };
         let format = store.meta.get(META_FORMAT).map_err(|e| store.engine("reading", e))?;
         match format.as_deref().map(be_u64) {
@@ -381,11 +403,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes a batch atomically (not yet durable: see [`Store::flush`]).
-    /// Outbox entries get increasing sequence numbers in batch order.
-    pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+    /// Writes a batch atomically, not yet durable: the receipt's [`Store::sync`] makes
+    /// it so. Outbox entries get increasing sequence numbers in batch order. An empty
+    /// batch writes nothing and still gives a receipt.
+    pub fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        #[cfg(test)]
+        if self.fail_commits.load(Ordering::Acquire) {
+            return Err(StoreError::Engine { dir: self.dir.clone(), message: "injected".into() });
+        }
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Committed { _sealed: () });
         }
         let mut seq = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = *seq;
@@ -422,7 +449,26 @@ impl Store {
         *seq = next;
         self.unsynced.store(true, Ordering::Release);
         self.outbox_count.fetch_add(batch.outbox.len(), Ordering::Relaxed);
-        Ok(())
+        Ok(Committed { _sealed: () })
+    }
+
+    /// Whether something committed is not yet durable.
+    pub fn pending_sync(&self) -> bool {
+        self.durable && self.unsynced.load(Ordering::Acquire)
+    }
+
+    /// Makes every later commit fail (tests of what a failed commit does).
+    #[cfg(test)]
+    pub(crate) fn fail_commits(&self) {
+        self.fail_commits.store(true, Ordering::Release);
+    }
+
+    /// Makes the receipt's batch, and everything committed before it, durable (as
+    /// [`Store::flush`]) and returns the proof that acknowledging needs.
+    pub fn sync(&self, receipt: Committed) -> Result<Durable, StoreError> {
+        let Committed { _sealed: () } = receipt;
+        self.flush()?;
+        Ok(Durable { _sealed: () })
     }
 
     /// Makes everything committed so far durable: one `fdatasync` of the journal, or
@@ -641,7 +687,7 @@ mod tests {
                 }),
             ));
             batch.archive = vec![("d1".into(), archived(1)), ("d10".into(), archived(2))];
-            store.commit(&batch).unwrap();
+            let _receipt = store.commit(&batch).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(dir.path(), 8 << 20).unwrap();
@@ -675,7 +721,7 @@ mod tests {
                 archive: vec![("d1".into(), archived(i64::from(round)))],
                 ..Batch::default()
             };
-            store.commit(&batch).unwrap();
+            let _receipt = store.commit(&batch).unwrap();
             store.flush().unwrap();
             let (seq, _) = *store.outbox(10).unwrap().last().unwrap();
             assert!(seq > last, "{seq} after {last}");
@@ -718,7 +764,7 @@ mod tests {
             outbox: vec![event(1)],
             ..Batch::default()
         };
-        store.commit(&batch).unwrap();
+        let _receipt = store.commit(&batch).unwrap();
         store.flush().unwrap();
         assert_eq!(store.devices().unwrap()["d1"].record, rec);
         assert_eq!(store.outbox_len(), 1);

@@ -659,8 +659,8 @@ pub(crate) mod tests {
                     batch.tickets.push((ticket.ticket_id.clone(), Some(held)));
                 }
             }
-            self.store.commit(&batch)?;
-            self.store.flush()?;
+            let receipt = self.store.commit(&batch)?;
+            self.store.sync(receipt)?;
             Ok(())
         }
     }

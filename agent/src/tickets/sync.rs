@@ -319,8 +319,8 @@ mod tests {
             ],
             ..Batch::default()
         };
-        agent.store.commit(&batch)?;
-        agent.store.flush()?;
+        let receipt = agent.store.commit(&batch)?;
+        agent.store.sync(receipt)?;
 
         let staff = client(&central, TOKEN)?;
         let closed_at = time("2026-11-23T15:30:00+08:00")?;

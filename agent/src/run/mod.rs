@@ -18,6 +18,8 @@
 //! ingest sends the queued acks and disconnects (anything not acked is redelivered
 //! next time); then the dispatcher and the sync stop.
 
+mod worker;
+
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,7 +35,7 @@ use crate::config::Config;
 use crate::ingest::broker::start_embedded;
 use crate::ingest::mqtt::{self, Delivery, MqttSettings};
 use crate::local::LocalCommand;
-use crate::pipeline::{Incoming, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::store::Store;
 use crate::tickets::backoff::Backoff;
 use crate::tickets::sync::TicketAcknowledged;
@@ -109,7 +111,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     }
                 };
                 let Ok(deliveries) = handle.block_on(deliveries_rx) else { return };
-                let worker = Worker {
+                let worker = worker::Worker {
                     pipeline,
                     deliveries,
                     closed: closed_rx,
@@ -318,143 +320,4 @@ fn build_pipeline(config: &Config) -> anyhow::Result<(Pipeline, Ready)> {
         .context("setting up the pipeline")?;
     let subscription = pipeline.subscription();
     Ok((pipeline, Ready { store, subscription, plugins: names.join(", ") }))
-}
-
-/// The pipeline thread's state.
-struct Worker {
-    pipeline: Pipeline,
-    deliveries: mpsc::Receiver<Delivery>,
-    closed: mpsc::Receiver<TicketClosed>,
-    commands: mpsc::Receiver<LocalCommand>,
-    acknowledged: mpsc::Receiver<TicketAcknowledged>,
-    stop: watch::Receiver<bool>,
-    notify: Arc<Notify>,
-    /// Counters and plugin health for the log line and the status API.
-    snapshot: Arc<Mutex<PipelineSnapshot>>,
-    batch_max: usize,
-    window: Duration,
-}
-
-impl Worker {
-    /// Until stopped (`Ok`), the ingest ends (`Ok`) or the store fails (`Err`).
-    async fn run(mut self) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut closed_open = true;
-        let mut stop = self.stop.clone();
-        loop {
-            tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => return Ok(()),
-                d = self.deliveries.recv() => {
-                    let Some(first) = d else { return Ok(()) };
-                    let batch = self.gather(first).await;
-                    self.commit(batch)?;
-                }
-                c = self.closed.recv(), if closed_open => match c {
-                    Some(c) => self.closed(c)?,
-                    None => closed_open = false,
-                },
-                Some(a) = self.acknowledged.recv() => {
-                    let seen = a.seen_at.as_millisecond();
-                    let new = self
-                        .pipeline
-                        .ticket_acknowledged(&a.ticket_id, &a.device, seen)
-                        .with_context(|| format!("recording that ticket {} was acknowledged", a.ticket_id))?;
-                    if new {
-                        self.flushed(0)?;
-                    }
-                }
-                Some(command) = self.commands.recv() => {
-                    let entries = crate::local::apply(&mut self.pipeline, command, wall_ms());
-                    self.flushed(entries.len())?;
-                }
-                _ = tick.tick() => {
-                    let queued = self.pipeline.tick(wall_ms()).context("firing timers")?;
-                    self.flushed(queued)?;
-                }
-            }
-        }
-    }
-
-    /// The first delivery plus what is waiting, up to `batch_max`, waiting at most
-    /// `window` for more.
-    async fn gather(&mut self, first: Delivery) -> Vec<Delivery> {
-        let mut batch = vec![first];
-        let deadline = Instant::now() + self.window;
-        while batch.len() < self.batch_max {
-            match self.deliveries.try_recv() {
-                Ok(d) => batch.push(d),
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if self.window.is_zero() || *self.stop.borrow() {
-                        break;
-                    }
-                    match tokio::time::timeout_at(deadline, self.deliveries.recv()).await {
-                        Ok(Some(d)) => batch.push(d),
-                        _ => break,
-                    }
-                }
-            }
-        }
-        batch
-    }
-
-    /// Processes, commits, flushes, then acks the whole batch.
-    fn commit(&mut self, batch: Vec<Delivery>) -> anyhow::Result<()> {
-        let now = wall_ms();
-        let mut incoming = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
-        for d in batch {
-            incoming.push(Incoming { topic: d.topic, payload: d.payload, arrival_ms: now });
-            acks.push(d.ack);
-        }
-        let n = incoming.len();
-        let queued = self
-            .pipeline
-            .ingest(incoming)
-            .with_context(|| format!("committing a batch of {n} messages"))?;
-        self.flushed(queued)?;
-        for ack in acks {
-            ack.ack();
-        }
-        Ok(())
-    }
-
-    /// A ticket staff closed: applied if the pipeline still holds it.
-    fn closed(&mut self, c: TicketClosed) -> anyhow::Result<()> {
-        let applied = self
-            .pipeline
-            .ticket_closed(
-                &c.ticket_id,
-                &c.device,
-                &c.subject,
-                c.closed_at.as_millisecond(),
-                c.resolution.as_deref(),
-            )
-            .with_context(|| format!("recording that ticket {} was closed", c.ticket_id))?;
-        match applied {
-            Some(entries) => {
-                tracing::info!(ticket = %c.ticket_id, device = %c.device, "ticket closed at the central service");
-                self.flushed(entries.len())
-            }
-            None => {
-                tracing::debug!(ticket = %c.ticket_id, "closed ticket no longer held; ignored");
-                Ok(())
-            }
-        }
-    }
-
-    /// Flushes what was committed; wakes the dispatcher when requests were queued.
-    fn flushed(&mut self, queued: usize) -> anyhow::Result<()> {
-        self.pipeline.store().flush().context("flushing the store")?;
-        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = PipelineSnapshot {
-            counters: self.pipeline.counters(),
-            plugins: self.pipeline.plugin_report(),
-        };
-        if queued > 0 {
-            self.notify.notify_one();
-        }
-        Ok(())
-    }
 }
