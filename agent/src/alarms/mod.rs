@@ -607,7 +607,13 @@ impl DeviceAlarms {
     }
 
     fn code_mut(&mut self, code: &str) -> &mut CodeState {
-        self.codes.get_or_insert_owned(code, Code::new, CodeState::new)
+        // A code seen before reuses its key (no interner lookup on the hot path).
+        let key = match self.codes.find_index(code) {
+            Ok(i) => self.codes.get_indexed(i).map(|(k, _)| k.clone()),
+            Err(_) => None,
+        };
+        let key = key.unwrap_or_else(|| Code::new(code));
+        self.codes.entry(key).or_insert_with(CodeState::new)
     }
 
     /// Marks the device offline at `at` (if it is not already) and reports
