@@ -18,6 +18,7 @@
 //! - [`clock`]: the accelerated clock.
 //! - [`demo`]: the demo site's inventory.
 //! - [`schedule`]: injected faults (TOML, CLI or the demo's default) and their validation.
+//! - [`fleet`]: many devices at a target rate, for benchmarks (`tend-loadgen`).
 //! - [`solar`], [`door`], [`av`]: one model per equipment type (physics, usage
 //!   pattern, what each fault does to the readings).
 //! - [`publish`]: the MQTT publisher and the real-time loop.
@@ -26,6 +27,7 @@ pub mod av;
 pub mod clock;
 pub mod demo;
 pub mod door;
+pub mod fleet;
 pub mod publish;
 pub mod schedule;
 pub mod solar;

@@ -1,4 +1,4 @@
-//! `tend-loadgen`: simulated devices for benchmarks (see the crate docs).
+//! `tend-loadgen`: the load fleet of `tend_simulate::fleet` on the command line.
 //!
 //!   tend-loadgen inventory --site S --devices N > site.toml
 //!   tend-loadgen trace --site S --devices N --messages M > trace.jsonl
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tend_loadgen::{Fleet, PublishPlan, inventory, now_ms, publish};
+use tend_simulate::fleet::{Fleet, PublishPlan, inventory, now_ms, publish};
 
 #[derive(Parser)]
 #[command(name = "tend-loadgen", about = "Simulated tend devices publishing telemetry over MQTT")]

@@ -1,5 +1,7 @@
-//! tend's load generator: the telemetry of N simulated devices of the three equipment
-//! types (the payloads of `telemetry.md`), published to a broker over MQTT at QoS 1.
+//! The load fleet (the benchmarks' load generator, `tend-loadgen`): the telemetry of N
+//! devices of the three equipment types (the payloads of `telemetry.md`), published to
+//! a broker over MQTT at QoS 1 at a target rate. Unlike the per-type models, readings
+//! are built for speed, not physics: one reading either raises a fault or nothing.
 //!
 //! - [`Fleet`]: the devices (`swh-00000`, `door-00001`, `av-00002`, ... types in
 //!   turn) and their readings. Every reading's `ts` is the wall-clock time it was
@@ -11,7 +13,7 @@
 //!   battery_low; amp_overtemp, fan_failure, projector_overtemp); the others are
 //!   normal and raise nothing, also for the rules that look at a time window.
 //! - [`inventory`]: the site inventory listing every device, for the agent.
-//! - [`publish`]: publishes readings round-robin over the devices, at a target rate or
+//! - [`publish()`]: publishes readings round-robin over the devices, at a target rate or
 //!   as fast as the broker takes them, and counts the broker's PUBACKs.
 
 use std::fmt::Write as _;
