@@ -32,20 +32,20 @@ pub fn plugin_messages<P: Plugin>(data: &[u8]) {
     let mut state: Option<Vec<u8>> = None;
     let mut ts_ms: i64 = 1_784_000_000_000;
     for line in lines.take(256) {
-        let (topic, payload) = match serde_json::from_slice::<tend::trace::TraceLine>(line) {
+        let (topic, payload) = match serde_json::from_slice::<tend_agent::trace::TraceLine>(line) {
             Ok(t) => {
                 let payload = t.payload_bytes();
                 (t.topic, payload)
             }
             Err(_) => ("tend/site/dev-1/telemetry".to_owned(), line.to_vec()),
         };
-        let kind = match tend::ingest::topic::split_device_kind(&topic) {
-            Some((_, tend::plugins::MessageKind::Event)) => MessageKind::Event,
-            Some((_, tend::plugins::MessageKind::Status)) => MessageKind::Status,
+        let kind = match tend_agent::ingest::topic::split_device_kind(&topic) {
+            Some((_, tend_agent::ingest::topic::MessageKind::Event)) => MessageKind::Event,
+            Some((_, tend_agent::ingest::topic::MessageKind::Status)) => MessageKind::Status,
             _ => MessageKind::Telemetry,
         };
         // Event time as the host parses it; a payload without one keeps time moving.
-        ts_ms = tend::ingest::event_time::event_time_ms(&payload)
+        ts_ms = tend_agent::ingest::event_time::event_time_ms(&payload)
             .unwrap_or_else(|_| ts_ms.saturating_add(60_000));
         let message = Message { kind, topic, payload, ts_ms };
         let Ok(evaluation) = runner::evaluate::<P>(&device, &message, state.as_deref()) else {
@@ -84,9 +84,9 @@ pub fn config(data: &[u8]) {
     let read = move |_: &Path| -> std::io::Result<String> { Ok(inventory_text.clone()) };
     let env = |_: &str| None;
     let today = jiff::civil::date(2026, 11, 24);
-    let sources = tend::config::Sources { env: &env, read: &read, today };
+    let sources = tend_agent::config::Sources { env: &env, read: &read, today };
     let path = Path::new("/site/agent.toml");
-    if let Err(errors) = tend::config::Config::from_str(config_text, path, &sources) {
+    if let Err(errors) = tend_agent::config::Config::from_str(config_text, path, &sources) {
         assert!(!errors.problems.is_empty(), "an error without problems");
         for p in &errors.problems {
             assert!(!p.file.as_os_str().is_empty(), "a problem naming no file: {p:?}");
@@ -94,7 +94,7 @@ pub fn config(data: &[u8]) {
         }
     }
     let inventory_path = Path::new("/site/site.toml");
-    if let Err(errors) = tend::config::Inventory::from_str(&inventory_text2, inventory_path, today)
+    if let Err(errors) = tend_agent::config::Inventory::from_str(&inventory_text2, inventory_path, today)
     {
         assert!(!errors.problems.is_empty(), "an error without problems");
     }
@@ -141,9 +141,9 @@ pub struct ConditionInput {
 /// The example site (`configs/agent.toml`, `configs/site.toml`) as the builder sees it.
 pub struct ExampleSite {
     /// Site name, calendar, SLA table.
-    pub facts: tend::pipeline::builder::SiteFacts,
+    pub facts: tend_agent::pipeline::builder::SiteFacts,
     /// The inventory's devices.
-    pub devices: Vec<tend::config::Device>,
+    pub devices: Vec<tend_agent::config::Device>,
 }
 
 impl ExampleSite {
@@ -151,17 +151,17 @@ impl ExampleSite {
     pub fn load() -> Option<Self> {
         let text = include_str!("../../configs/agent.toml");
         let read = |_: &Path| -> std::io::Result<String> {
-            Ok(tend::config::EXAMPLE_INVENTORY.to_owned())
+            Ok(tend_agent::config::EXAMPLE_INVENTORY.to_owned())
         };
         let env = |_: &str| None;
-        let sources = tend::config::Sources {
+        let sources = tend_agent::config::Sources {
             env: &env,
             read: &read,
             today: jiff::civil::date(2026, 11, 24),
         };
         let config =
-            tend::config::Config::from_str(text, Path::new("/site/agent.toml"), &sources).ok()?;
-        let facts = tend::pipeline::site_facts(&config).ok()?;
+            tend_agent::config::Config::from_str(text, Path::new("/site/agent.toml"), &sources).ok()?;
+        let facts = tend_agent::pipeline::site_facts(&config).ok()?;
         Some(Self { facts, devices: config.inventory.devices.clone() })
     }
 }
@@ -170,16 +170,16 @@ impl ExampleSite {
 /// central API's shape, stable (the same input gives the same idempotency key and
 /// body), and keyed by the episode.
 pub fn ticket_builder(site: &ExampleSite, input: BuilderInput) {
-    use tend::alarms::Transition;
-    use tend::pipeline::builder::{DeviceFacts, FaultFacts, build, episode_ticket_id};
-    use tend::plugins::bindings::{Category, Condition, Diagnosis, Evidence};
-    use tend::store::Request;
+    use tend_agent::alarms::Transition;
+    use tend_agent::pipeline::builder::{DeviceFacts, FaultFacts, build, episode_ticket_id};
+    use tend_agent::plugins::bindings::{Category, Condition, Diagnosis, Evidence};
+    use tend_agent::store::Request;
 
     let Some(device) = site.devices.get(usize::from(input.device) % site.devices.len().max(1))
     else {
         return;
     };
-    use tend::ingest::event_time::{EARLIEST_MS, LATEST_MS};
+    use tend_agent::ingest::event_time::{EARLIEST_MS, LATEST_MS};
     // Times as the pipeline makes them: event times the ingest accepted, plus at most
     // a hold (evidence times come from the plugin unchecked: any i64).
     let in_range = |ms: i64| EARLIEST_MS + ms.rem_euclid(LATEST_MS - EARLIEST_MS + 43_200_000);
@@ -228,7 +228,7 @@ pub fn ticket_builder(site: &ExampleSite, input: BuilderInput) {
             suggested_parts,
         }),
     });
-    let warranty = tend::maintenance::warranty::WarrantyTerms::from_plugin_defaults([(
+    let warranty = tend_agent::maintenance::warranty::WarrantyTerms::from_plugin_defaults([(
         input.component.clone(),
         24,
     )]);
@@ -248,14 +248,14 @@ pub fn ticket_builder(site: &ExampleSite, input: BuilderInput) {
     match &entry.request {
         Request::Open { ticket } => {
             assert_eq!(ticket.ticket_id, ticket_id);
-            let back: tend::tickets::model::NewTicket = serde_json::from_str(&text)
+            let back: tend_wire::model::NewTicket = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("the ticket body does not read back: {e}\n{text}"));
             assert_eq!(back.ticket_id, ticket.ticket_id);
         }
         Request::Close { .. } => panic!("the builder closed a ticket: {entry:?}"),
         Request::Event { ticket_id: id, .. } => {
             assert_eq!(id, &ticket_id);
-            let _: tend::tickets::model::TicketEvent = serde_json::from_str(&text)
+            let _: tend_wire::model::TicketEvent = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("the event body does not read back: {e}\n{text}"));
         }
     }
@@ -264,7 +264,7 @@ pub fn ticket_builder(site: &ExampleSite, input: BuilderInput) {
 /// Topic templates and topics: a template that parses must read back the topics it
 /// writes; parsing anything else is an error, never a panic.
 pub fn topic(data: &[u8]) {
-    use tend::ingest::topic::{TopicTemplate, split_device_kind, valid_device_id};
+    use tend_agent::ingest::topic::{TopicTemplate, split_device_kind, valid_device_id};
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut parts = text.splitn(4, '\n');
     let template = parts.next().unwrap_or_default();
@@ -272,14 +272,14 @@ pub fn topic(data: &[u8]) {
     let device = parts.next().unwrap_or_default();
     let topic = parts.next().unwrap_or_default();
     let _ = split_device_kind(topic);
-    let _ = tend::config::MqttUrl::parse(topic);
-    let _ = tend::ingest::event_time::event_time_ms(topic.as_bytes());
+    let _ = tend_agent::config::MqttUrl::parse(topic);
+    let _ = tend_agent::ingest::event_time::event_time_ms(topic.as_bytes());
     let Ok(t) = TopicTemplate::new(template, site) else { return };
     let _ = t.subscription();
     let _ = t.parse(topic);
     // The agent's site names are inventory ids (validated with the config).
-    if valid_device_id(device) && tend::config::is_valid_id(site) {
-        use tend::plugins::MessageKind as Kind;
+    if valid_device_id(device) && tend_agent::config::is_valid_id(site) {
+        use tend_agent::ingest::topic::MessageKind as Kind;
         for kind in [Kind::Telemetry, Kind::Event, Kind::Status] {
             let written = t.topic_for(device, kind);
             match t.parse(&written) {

@@ -1,9 +1,12 @@
-//! The two inline SVG charts of the HTML register: faults per ISO week stacked by
-//! level, and SLA compliance per level. Plain SVG 1.1, no script, no external fonts.
+//! The two inline SVG charts of the HTML register, written with maud (every splice
+//! escaped): faults per ISO week stacked by level, and SLA compliance per level.
+//! Plain SVG 1.1, no script, no external fonts. Also [`LEVEL_COLOURS`], which the
+//! HTML tables share.
 
-use std::fmt::Write;
+use std::fmt;
 
-use super::html::escape;
+use maud::{Markup, html};
+
 use super::model::{LEVEL_NAMES, LevelStats, SlaCounts, WeekBucket};
 
 /// Fill colours of levels 1..=4 (index 0 is level 1): red, orange, amber, blue.
@@ -20,15 +23,25 @@ const SLA_PARTS: [(&str, &str); 6] = [
     ("no target", "#f1f1f1"),
 ];
 
-const FONT: &str = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, 'Noto Sans', 'DejaVu Sans', sans-serif\"";
+/// The charts' `font-family`: the page's system font stack.
+const FONT_FAMILY: &str =
+    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Noto Sans', 'DejaVu Sans', sans-serif";
+
+/// A coordinate or length, written with one decimal.
+#[derive(Clone, Copy)]
+struct Coord(f64);
+
+impl fmt::Display for Coord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}", self.0)
+    }
+}
 
 /// Bar chart of faults opened per ISO week, stacked by level (level 1 at the bottom).
-pub fn faults_per_week(weeks: &[WeekBucket]) -> String {
+pub fn faults_per_week(weeks: &[WeekBucket]) -> Markup {
     let (w, h) = (560.0, 290.0);
     let (left, right, bottom) = (34.0, 6.0, 40.0);
-    let mut s = String::new();
-    let legend_y = legend(
-        &mut s,
+    let (legend, legend_y) = legend(
         left,
         14.0,
         w,
@@ -37,188 +50,170 @@ pub fn faults_per_week(weeks: &[WeekBucket]) -> String {
     let top = legend_y + 24.0;
     let plot_w = w - left - right;
     let plot_h = h - top - bottom;
+    let base = top + plot_h;
     let max = weeks.iter().map(WeekBucket::total).max().unwrap_or(0);
     let step = if max <= 5 { 1 } else { max.div_ceil(5) };
     let y_max = (max.div_ceil(step) * step).max(1);
-    // Grid and y axis.
-    let mut v = 0;
-    while v <= y_max {
-        let y = top + plot_h - plot_h * f64::from(v) / f64::from(y_max);
-        let _ = write!(
-            s,
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{}\" stroke-width=\"1\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{v}</text>",
-            w - right,
-            if v == 0 { "#888" } else { "#e4e4e4" },
-            left - 6.0,
-            y + 4.0
-        );
-        v += step;
-    }
     let n = weeks.len().max(1);
     let slot = plot_w / n as f64;
     let bar = (slot * 0.7).min(48.0);
     let label_every = n.div_ceil(16);
+    // The Monday's date under every other labelled week when slots are narrow.
     let date_every = if slot * label_every as f64 >= 44.0 { 1 } else { 2 };
-    for (i, wk) in weeks.iter().enumerate() {
-        let x = left + slot * i as f64 + (slot - bar) / 2.0;
-        let mut y = top + plot_h;
-        for (l, &count) in wk.by_level.iter().enumerate() {
-            if count == 0 {
-                continue;
+    html! {
+        svg.chart #chart-faults-per-week xmlns="http://www.w3.org/2000/svg"
+            viewBox={ "0 0 " (w) " " (h) } role="img" aria-labelledby="cfw-title"
+            font-family=(FONT_FAMILY) font-size="12" {
+            title #cfw-title { "Faults opened per ISO week, by level" }
+            (legend)
+            // Grid and y axis.
+            @for v in (0..=y_max).filter(|v| v % step == 0) {
+                @let y = base - plot_h * f64::from(v) / f64::from(y_max);
+                line x1=(left) x2=(w - right) y1=(Coord(y)) y2=(Coord(y))
+                    stroke=(if v == 0 { "#888" } else { "#e4e4e4" }) stroke-width="1" {}
+                text x=(left - 6.0) y=(Coord(y + 4.0)) text-anchor="end" fill="#555" { (v) }
             }
-            let bh = plot_h * f64::from(count) / f64::from(y_max);
-            y -= bh;
-            let _ = write!(
-                s,
-                "<rect class=\"bar level-{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar:.1}\" height=\"{bh:.1}\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"0.5\"><title>W{:02} (from {}): {count} {}</title></rect>",
-                l + 1,
-                LEVEL_COLOURS[l],
-                wk.week,
-                wk.monday,
-                LEVEL_NAMES[l]
-            );
-        }
-        let cx = x + bar / 2.0;
-        if wk.total() > 0 {
-            let _ = write!(
-                s,
-                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-weight=\"600\" fill=\"#222\">{}</text>",
-                y - 4.0,
-                wk.total()
-            );
-        }
-        if i % label_every == 0 {
-            let _ = write!(
-                s,
-                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#333\">W{:02}</text>",
-                top + plot_h + 16.0,
-                wk.week,
-            );
-        }
-        // The Monday's date under every other labelled week when slots are narrow.
-        if i % (label_every * date_every) == 0 {
-            let _ = write!(
-                s,
-                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#777\" font-size=\"10\">{}</text>",
-                top + plot_h + 30.0,
-                wk.monday.strftime("%d %b")
-            );
+            @for (i, wk) in weeks.iter().enumerate() {
+                @let x = left + slot * i as f64 + (slot - bar) / 2.0;
+                @let cx = x + bar / 2.0;
+                @let segments = stack(wk, base, plot_h, y_max);
+                @for &(l, count, y, bh) in &segments {
+                    rect class={ "bar level-" (l + 1) } x=(Coord(x)) y=(Coord(y))
+                        width=(Coord(bar)) height=(Coord(bh)) fill=(LEVEL_COLOURS[l])
+                        stroke="#fff" stroke-width="0.5" {
+                        title {
+                            (week_label(wk.week)) " (from " (wk.monday) "): " (count) " "
+                            (LEVEL_NAMES[l])
+                        }
+                    }
+                }
+                @if let Some(&(_, _, y, _)) = segments.last() {
+                    text x=(Coord(cx)) y=(Coord(y - 4.0)) text-anchor="middle" font-weight="600"
+                        fill="#222" { (wk.total()) }
+                }
+                @if i % label_every == 0 {
+                    text x=(Coord(cx)) y=(Coord(base + 16.0)) text-anchor="middle" fill="#333" {
+                        (week_label(wk.week))
+                    }
+                }
+                @if i % (label_every * date_every) == 0 {
+                    text x=(Coord(cx)) y=(Coord(base + 30.0)) text-anchor="middle" fill="#777"
+                        font-size="10" { (wk.monday.strftime("%d %b")) }
+                }
+            }
+            @if max == 0 {
+                text x=(Coord(left + plot_w / 2.0)) y=(Coord(top + plot_h / 2.0))
+                    text-anchor="middle" fill="#777" font-size="14" {
+                    "No faults opened in this period"
+                }
+            }
         }
     }
-    if max == 0 {
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#777\" font-size=\"14\">No faults opened in this period</text>",
-            left + plot_w / 2.0,
-            top + plot_h / 2.0
-        );
+}
+
+/// `W07`.
+fn week_label(week: i8) -> String {
+    format!("W{week:02}")
+}
+
+/// The segments of one week's bar, bottom up from `base`: (level index, count, top,
+/// height), levels without faults left out.
+fn stack(wk: &WeekBucket, base: f64, plot_h: f64, y_max: u32) -> Vec<(usize, u32, f64, f64)> {
+    let mut y = base;
+    let mut segments = Vec::new();
+    for (l, &count) in wk.by_level.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let bh = plot_h * f64::from(count) / f64::from(y_max);
+        y -= bh;
+        segments.push((l, count, y, bh));
     }
-    format!(
-        "<svg class=\"chart\" id=\"chart-faults-per-week\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"cfw-title\" {FONT} font-size=\"12\">\
-         <title id=\"cfw-title\">Faults opened per ISO week, by level</title>{s}</svg>"
-    )
+    segments
 }
 
 /// Horizontal 100 % bars per level: respond and resolve outcomes.
-pub fn sla_compliance(levels: &[LevelStats]) -> String {
+pub fn sla_compliance(levels: &[LevelStats]) -> Markup {
     let w = 560.0;
     let (label_w, bar_w, row_h, gap) = (150.0, 270.0, 22.0, 12.0);
-    let mut s = String::new();
-    let legend_y =
-        legend(&mut s, 10.0, 14.0, w, SLA_PARTS.iter().map(|(n, c)| ((*n).to_owned(), *c)));
+    let (legend, legend_y) =
+        legend(10.0, 14.0, w, SLA_PARTS.iter().map(|(n, c)| ((*n).to_owned(), *c)));
     let top = legend_y + 16.0;
     let h = top + levels.len() as f64 * (2.0 * row_h + gap);
-    let mut y = top;
-    for l in levels {
-        let li = usize::from(l.level.clamp(1, 4) - 1);
-        let _ = write!(
-            s,
-            "<rect x=\"0\" y=\"{y:.1}\" width=\"5\" height=\"{:.1}\" fill=\"{}\"/>\
-             <text x=\"12\" y=\"{:.1}\" font-weight=\"600\" fill=\"#222\">L{} {}</text>",
-            2.0 * row_h - 4.0,
-            LEVEL_COLOURS[li],
-            y + 15.0,
-            l.level,
-            escape(l.name)
-        );
-        for (k, (what, c)) in
-            [("respond", &l.respond), ("resolve", &l.resolve)].into_iter().enumerate()
-        {
-            let ry = y + k as f64 * row_h;
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{what}</text>",
-                label_w - 8.0,
-                ry + 14.0
-            );
-            sla_bar(
-                &mut s,
-                c,
-                label_w,
-                ry + 2.0,
-                bar_w,
-                row_h - 6.0,
-                &format!("L{} {what}", l.level),
-            );
-            let verdict = match c.percent() {
-                Some(p) => format!("{}/{} met · {}%", c.met, c.judged(), p.floor()),
-                None if c.total() == 0 => "no tickets".to_owned(),
-                None => format!("{} not yet judged", c.total()),
-            };
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#222\">{}</text>",
-                label_w + bar_w + 10.0,
-                ry + 14.0,
-                escape(&verdict)
-            );
+    html! {
+        svg.chart #chart-sla xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (w) " " (h) }
+            role="img" aria-labelledby="csla-title" font-family=(FONT_FAMILY) font-size="12" {
+            title #csla-title { "SLA compliance per level: respond and resolve targets" }
+            (legend)
+            @for (i, l) in levels.iter().enumerate() {
+                @let y = top + i as f64 * (2.0 * row_h + gap);
+                rect x="0" y=(Coord(y)) width="5" height=(Coord(2.0 * row_h - 4.0))
+                    fill=(LEVEL_COLOURS[usize::from(l.level.clamp(1, 4) - 1)]) {}
+                text x="12" y=(Coord(y + 15.0)) font-weight="600" fill="#222" {
+                    "L" (l.level) " " (l.name)
+                }
+                @for (k, (what, c)) in
+                    [("respond", &l.respond), ("resolve", &l.resolve)].into_iter().enumerate()
+                {
+                    @let ry = y + k as f64 * row_h;
+                    text x=(Coord(label_w - 8.0)) y=(Coord(ry + 14.0)) text-anchor="end"
+                        fill="#555" { (what) }
+                    (sla_bar(c, label_w, ry + 2.0, bar_w, row_h - 6.0, &format!("L{} {what}", l.level)))
+                    text x=(Coord(label_w + bar_w + 10.0)) y=(Coord(ry + 14.0)) fill="#222" {
+                        (verdict(c))
+                    }
+                }
+            }
         }
-        y += 2.0 * row_h + gap;
     }
-    format!(
-        "<svg class=\"chart\" id=\"chart-sla\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"csla-title\" {FONT} font-size=\"12\">\
-         <title id=\"csla-title\">SLA compliance per level: respond and resolve targets</title>{s}</svg>"
-    )
 }
 
-/// One 100 % bar of SLA outcomes.
-fn sla_bar(s: &mut String, c: &SlaCounts, x: f64, y: f64, w: f64, h: f64, what: &str) {
+/// `3/4 met · 75%`, or why there is no share yet.
+fn verdict(c: &SlaCounts) -> String {
+    match c.percent() {
+        Some(p) => format!("{}/{} met · {}%", c.met, c.judged(), p.floor()),
+        None if c.total() == 0 => "no tickets".to_owned(),
+        None => format!("{} not yet judged", c.total()),
+    }
+}
+
+/// One 100 % bar of SLA outcomes; `what` names it in the segments' tooltips.
+fn sla_bar(c: &SlaCounts, x: f64, y: f64, w: f64, h: f64, what: &str) -> Markup {
     let parts = [c.met, c.open_within, c.missed, c.open_past_due, c.unknown, c.no_target];
     let total: u32 = parts.iter().sum();
-    let _ = write!(
-        s,
-        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"#fafafa\" stroke=\"#ccc\" stroke-width=\"1\"/>"
-    );
-    if total == 0 {
-        return;
-    }
     let mut px = x;
-    for (count, (name, colour)) in parts.iter().zip(SLA_PARTS) {
-        if *count == 0 {
+    let mut segments = Vec::new();
+    for (count, (name, colour)) in parts.into_iter().zip(SLA_PARTS) {
+        if count == 0 {
             continue;
         }
-        let pw = w * f64::from(*count) / f64::from(total);
-        let _ = write!(
-            s,
-            "<rect class=\"sla-{}\" x=\"{px:.1}\" y=\"{y:.1}\" width=\"{pw:.1}\" height=\"{h:.1}\" fill=\"{colour}\" stroke=\"#fff\" stroke-width=\"0.5\"><title>{}: {count} {name}</title></rect>",
-            name.replace([',', ' '], ""),
-            escape(what)
-        );
+        let pw = w * f64::from(count) / f64::from(total);
+        segments.push((px, pw, count, name, colour));
         px += pw;
+    }
+    html! {
+        rect x=(Coord(x)) y=(Coord(y)) width=(Coord(w)) height=(Coord(h)) fill="#fafafa"
+            stroke="#ccc" stroke-width="1" {}
+        @for (px, pw, count, name, colour) in segments {
+            rect class={ "sla-" (name.replace([',', ' '], "")) } x=(Coord(px)) y=(Coord(y))
+                width=(Coord(pw)) height=(Coord(h)) fill=(colour) stroke="#fff"
+                stroke-width="0.5" {
+                title { (what) ": " (count) " " (name) }
+            }
+        }
     }
 }
 
-/// Colour swatches with names from `(x0, y)`, wrapping before `max_x`; returns the
-/// baseline of the last row.
+/// Colour swatches with names from `(x0, y0)`, wrapping before `max_x`; also returns
+/// the baseline of the last row.
 fn legend<'a>(
-    s: &mut String,
     x0: f64,
-    mut y: f64,
+    y0: f64,
     max_x: f64,
     items: impl Iterator<Item = (String, &'a str)>,
-) -> f64 {
-    let mut x = x0;
+) -> (Markup, f64) {
+    let (mut x, mut y) = (x0, y0);
+    let mut placed = Vec::new();
     for (name, colour) in items {
         // About 7 units per character at font size 12 (generous for wide fonts).
         let item_w = 16.0 + 7.0 * name.chars().count() as f64 + 12.0;
@@ -226,17 +221,17 @@ fn legend<'a>(
             x = x0;
             y += 18.0;
         }
-        let _ = write!(
-            s,
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{colour}\" stroke=\"#999\" stroke-width=\"0.5\"/>\
-             <text x=\"{:.1}\" y=\"{y:.1}\" fill=\"#333\">{}</text>",
-            y - 10.0,
-            x + 16.0,
-            escape(&name)
-        );
+        placed.push((x, y, name, colour));
         x += item_w;
     }
-    y
+    let markup = html! {
+        @for (x, y, name, colour) in &placed {
+            rect x=(Coord(*x)) y=(Coord(y - 10.0)) width="12" height="12" fill=(colour)
+                stroke="#999" stroke-width="0.5" {}
+            text x=(Coord(x + 16.0)) y=(Coord(*y)) fill="#333" { (name) }
+        }
+    };
+    (markup, y)
 }
 
 #[cfg(test)]
@@ -260,13 +255,13 @@ mod tests {
                 by_level: [0, 0, 0, 0],
             },
         ];
-        let svg = faults_per_week(&weeks);
+        let svg = faults_per_week(&weeks).into_string();
         assert_eq!(svg.matches("class=\"bar level-1\"").count(), 1);
         assert_eq!(svg.matches("class=\"bar level-3\"").count(), 1);
         assert_eq!(svg.matches("class=\"bar ").count(), 2);
         assert!(svg.contains(">W27<") && svg.contains(">W28<"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(faults_per_week(&weeks[1..]).contains("No faults opened"));
+        assert!(faults_per_week(&weeks[1..]).into_string().contains("No faults opened"));
     }
 
     #[test]
@@ -279,7 +274,7 @@ mod tests {
             respond: c,
             resolve: SlaCounts::default(),
         }];
-        let svg = sla_compliance(&levels);
+        let svg = sla_compliance(&levels).into_string();
         assert!(svg.contains("3/4 met · 75%"), "{svg}");
         assert!(svg.contains("no tickets"));
         assert_eq!(svg.matches("class=\"sla-met\"").count(), 1);

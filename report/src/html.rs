@@ -1,7 +1,8 @@
-//! The register as one standalone HTML page: inline CSS, inline SVG charts, no
-//! script and no external resource, so it can be mailed, archived and printed.
+//! The register as one standalone HTML page, written with maud (every splice is
+//! escaped): inline CSS, the inline SVG charts of [`chart`], no script and no external
+//! resource, so it can be mailed, archived and printed.
 
-use std::fmt::Write;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::chart::{self, LEVEL_COLOURS};
 use super::markdown::counts;
@@ -10,22 +11,7 @@ use super::model::{
     DUE_SOON_DAYS, DeviceStatus, PlanState, Report, SlaStatus, WARRANTY_HORIZON_DAYS, hours,
 };
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
+/// The page's style sheet: a constant, so it goes in unescaped.
 const CSS: &str = r#"
 :root { --ink: #1d1d1f; --muted: #5f6368; --line: #dadce0; --band: #f6f7f9; }
 * { box-sizing: border-box; }
@@ -89,74 +75,73 @@ footer { margin-top: 30px; color: var(--muted); font-size: 12px; border-top: 1px
   thead { display: table-header-group; }
 }
 "#;
-
 /// Renders the register as a standalone HTML page.
 pub fn render(r: &Report) -> String {
-    let mut s = String::with_capacity(32 * 1024);
-    let title = format!("Operation register {} {}", r.site, r.period);
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
-        escape(&title)
-    );
-    let _ = writeln!(
-        s,
-        "<header><h1>Equipment and operation register</h1>\
-         <p class=\"meta\">Site <strong>{}</strong> · period <strong>{}</strong> ({}, {}) · generated {}</p></header>",
-        escape(&r.site),
-        escape(&r.period.to_string()),
-        escape(&r.period_days()),
-        escape(&r.timezone),
-        escape(&r.generated_local())
-    );
-    if r.generated_ms < r.end_ms {
-        s.push_str(
-            "<p class=\"note\">The period has not ended: figures run to the generation time.</p>\n",
-        );
-    }
-    let _ = writeln!(s, "<p class=\"summary\" id=\"summary\">{}</p>", escape(&r.summary_line()));
-    cards(&mut s, r);
-
-    s.push_str("<section class=\"charts\">\n");
-    let _ = writeln!(
-        s,
-        "<figure><figcaption>Faults opened per week</figcaption>{}</figure>",
-        chart::faults_per_week(&r.weeks)
-    );
-    let _ = writeln!(
-        s,
-        "<figure><figcaption>SLA compliance per level</figcaption>{}</figure>",
-        chart::sla_compliance(&r.levels)
-    );
-    s.push_str("</section>\n");
-
-    devices(&mut s, r);
-    levels(&mut s, r);
-    faults(&mut s, r);
-    downtime(&mut s, r);
-    inspections(&mut s, r);
-    warranty(&mut s, r);
-    repeats(&mut s, r);
-    if !r.notes.is_empty() {
-        s.push_str("<h2>Notes on the data</h2>\n<ul>\n");
-        for n in &r.notes {
-            let _ = writeln!(s, "<li>{}</li>", escape(n));
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Operation register " (r.site) " " (r.period) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                main {
+                    header {
+                        h1 { "Equipment and operation register" }
+                        p.meta {
+                            "Site " strong { (r.site) } " · period " strong { (r.period) }
+                            " (" (r.period_days()) ", " (r.timezone) ") · generated "
+                            (r.generated_local())
+                        }
+                    }
+                    @if r.generated_ms < r.end_ms {
+                        p.note { "The period has not ended: figures run to the generation time." }
+                    }
+                    p.summary #summary { (r.summary_line()) }
+                    (cards(r))
+                    section.charts {
+                        figure {
+                            figcaption { "Faults opened per week" }
+                            (chart::faults_per_week(&r.weeks))
+                        }
+                        figure {
+                            figcaption { "SLA compliance per level" }
+                            (chart::sla_compliance(&r.levels))
+                        }
+                    }
+                    (devices(r))
+                    (levels(r))
+                    (faults(r))
+                    (downtime(r))
+                    (inspections(r))
+                    (warranty(r))
+                    (repeats(r))
+                    @if !r.notes.is_empty() {
+                        h2 { "Notes on the data" }
+                        ul {
+                            @for n in &r.notes {
+                                li { (n) }
+                            }
+                        }
+                    }
+                    footer {
+                        "Produced by tend from the site's device archive. Times are local to "
+                        (r.timezone) ". Respond is met when the ticket was seen acknowledged (or \
+                        closed) by its respond-by time; resolve compares the central closing time \
+                        with resolve-by."
+                    }
+                }
+            }
         }
-        s.push_str("</ul>\n");
-    }
-    let _ = write!(
-        s,
-        "<footer>Produced by tend from the site's device archive. Times are local to {}. \
-         Respond is met when the ticket was seen acknowledged (or closed) by its respond-by time; \
-         resolve compares the central closing time with resolve-by.</footer>\n</main>\n</body>\n</html>\n",
-        escape(&r.timezone)
-    );
-    s
+    };
+    let mut page = page.into_string();
+    page.push('\n');
+    page
 }
 
-fn cards(s: &mut String, r: &Report) {
+fn cards(r: &Report) -> Markup {
     let m = &r.summary;
     let sla = m.sla_percent().map_or_else(|| "n/a".to_owned(), |p| format!("{}%", p.floor()));
     let items = [
@@ -168,123 +153,128 @@ fn cards(s: &mut String, r: &Report) {
         (m.inspections_overdue.to_string(), "inspections overdue".to_owned()),
         (hours(m.downtime_hours), "hours of downtime".to_owned()),
     ];
-    s.push_str("<div class=\"cards\">");
-    for (n, k) in items {
-        let _ = write!(
-            s,
-            "<div class=\"card\"><div class=\"n\">{}</div><div class=\"k\">{}</div></div>",
-            escape(&n),
-            escape(&k)
-        );
-    }
-    s.push_str("</div>\n");
-}
-
-/// Table start with headers; names ending in `#` are numeric columns.
-fn head(s: &mut String, id: &str, cols: &[&str]) {
-    let _ = write!(s, "<table id=\"{id}\"><thead><tr>");
-    for c in cols {
-        match c.strip_suffix('#') {
-            Some(c) => {
-                let _ = write!(s, "<th class=\"num\">{}</th>", escape(c));
-            }
-            None => {
-                let _ = write!(s, "<th>{}</th>", escape(c));
+    html! {
+        div.cards {
+            @for (n, k) in &items {
+                div.card {
+                    div.n { (n) }
+                    div.k { (k) }
+                }
             }
         }
     }
-    s.push_str("</tr></thead><tbody>\n");
 }
 
-fn td(s: &mut String, text: &str) {
-    let _ = write!(s, "<td>{}</td>", escape(text));
-}
-
-/// A cell that does not wrap (times, ids).
-fn nowrap(s: &mut String, text: &str) {
-    let _ = write!(s, "<td class=\"nw\">{}</td>", escape(text));
-}
-
-fn num(s: &mut String, n: impl std::fmt::Display) {
-    let _ = write!(s, "<td class=\"num\">{}</td>", escape(&n.to_string()));
-}
-
-fn badge(class: &str, text: &str) -> String {
-    format!("<span class=\"badge {class}\">{}</span>", escape(text))
-}
-
-fn level(l: u8) -> String {
-    let i = usize::from(l.clamp(1, 4) - 1);
-    format!("<span class=\"lvl lvl-{l}\" style=\"background:{}\">L{l}</span>", LEVEL_COLOURS[i])
-}
-
-fn none(s: &mut String, text: &str) {
-    let _ = writeln!(s, "<p class=\"none\">{}</p>", escape(text));
-}
-
-fn devices(s: &mut String, r: &Report) {
-    s.push_str("<h2>Devices</h2>\n");
-    head(
-        s,
-        "devices",
-        &[
-            "Device",
-            "Type",
-            "Model",
-            "Location",
-            "Status",
-            "Open faults#",
-            "Last seen",
-            "Faults in period#",
-        ],
-    );
-    for d in &r.devices {
-        s.push_str("<tr>");
-        td(s, &d.id);
-        td(s, &d.equipment_type);
-        td(s, &d.model);
-        td(s, &d.location);
-        let class = match d.status {
-            DeviceStatus::Ok => "st-ok",
-            DeviceStatus::Faults => "st-faults",
-            DeviceStatus::Offline => "st-offline",
-            DeviceStatus::NoData => "st-nodata",
-        };
-        let text = match d.offline_since_ms {
-            Some(_) => format!("offline since {}", r.time(d.offline_since_ms)),
-            None => d.status.label().to_owned(),
-        };
-        let _ = write!(s, "<td>{}</td>", badge(class, &text));
-        match d.worst_open {
-            Some(w) => {
-                let _ = write!(s, "<td class=\"num\">{} {}</td>", d.open_faults, level(w));
+/// A table with its header row; names ending in `#` are numeric columns.
+fn table(id: &str, cols: &[&str], rows: Markup) -> Markup {
+    html! {
+        table id=(id) {
+            thead {
+                tr {
+                    @for c in cols {
+                        @match c.strip_suffix('#') {
+                            Some(c) => th.num { (c) },
+                            None => th { (c) },
+                        }
+                    }
+                }
             }
-            None => num(s, d.open_faults),
+            tbody { (rows) }
         }
-        nowrap(s, &r.time(d.last_seen_ms));
-        num(s, d.faults_in_period);
-        s.push_str("</tr>\n");
     }
-    s.push_str("</tbody></table>\n");
 }
 
-fn levels(s: &mut String, r: &Report) {
-    s.push_str("<h2>Faults by level and SLA</h2>\n");
-    head(s, "levels", &["Level", "Opened#", "Respond met#", "Respond", "Resolve met#", "Resolve"]);
-    for l in &r.levels {
-        let pct = |p: Option<f64>| p.map_or_else(|| "-".to_owned(), |p| format!("{}%", p.floor()));
-        let _ = write!(s, "<tr><td>{} {}</td>", level(l.level), escape(l.name));
-        num(s, l.opened);
-        num(s, pct(l.respond.percent()));
-        td(s, &counts(&l.respond));
-        num(s, pct(l.resolve.percent()));
-        td(s, &counts(&l.resolve));
-        s.push_str("</tr>\n");
-    }
-    s.push_str("</tbody></table>\n");
+fn badge(class: &str, text: &str) -> Markup {
+    html! { span class={ "badge " (class) } { (text) } }
 }
 
-fn sla_badge(st: SlaStatus) -> String {
+fn level(l: u8) -> Markup {
+    let colour = LEVEL_COLOURS[usize::from(l.clamp(1, 4) - 1)];
+    html! { span class={ "lvl lvl-" (l) } style={ "background:" (colour) } { "L" (l) } }
+}
+
+fn none(text: &str) -> Markup {
+    html! { p.none { (text) } }
+}
+
+/// A percentage without decimals, `-` when nothing was judged.
+fn percent(p: Option<f64>) -> String {
+    p.map_or_else(|| "-".to_owned(), |p| format!("{}%", p.floor()))
+}
+
+fn devices(r: &Report) -> Markup {
+    let cols = [
+        "Device",
+        "Type",
+        "Model",
+        "Location",
+        "Status",
+        "Open faults#",
+        "Last seen",
+        "Faults in period#",
+    ];
+    let rows = html! {
+        @for d in &r.devices {
+            tr {
+                td { (d.id) }
+                td { (d.equipment_type) }
+                td { (d.model) }
+                td { (d.location) }
+                td {
+                    @let class = match d.status {
+                        DeviceStatus::Ok => "st-ok",
+                        DeviceStatus::Faults => "st-faults",
+                        DeviceStatus::Offline => "st-offline",
+                        DeviceStatus::NoData => "st-nodata",
+                    };
+                    @match d.offline_since_ms {
+                        Some(_) => {
+                            (badge(class, &format!("offline since {}", r.time(d.offline_since_ms))))
+                        }
+                        None => (badge(class, d.status.label())),
+                    }
+                }
+                td.num {
+                    (d.open_faults)
+                    @if let Some(w) = d.worst_open {
+                        " " (level(w))
+                    }
+                }
+                td.nw { (r.time(d.last_seen_ms)) }
+                td.num { (d.faults_in_period) }
+            }
+        }
+    };
+    html! {
+        h2 { "Devices" }
+        (table("devices", &cols, rows))
+    }
+}
+
+fn levels(r: &Report) -> Markup {
+    let rows = html! {
+        @for l in &r.levels {
+            tr {
+                td { (level(l.level)) " " (l.name) }
+                td.num { (l.opened) }
+                td.num { (percent(l.respond.percent())) }
+                td { (counts(&l.respond)) }
+                td.num { (percent(l.resolve.percent())) }
+                td { (counts(&l.resolve)) }
+            }
+        }
+    };
+    html! {
+        h2 { "Faults by level and SLA" }
+        (table(
+            "levels",
+            &["Level", "Opened#", "Respond met#", "Respond", "Resolve met#", "Resolve"],
+            rows,
+        ))
+    }
+}
+
+fn sla_badge(st: SlaStatus) -> Markup {
     let class = match st {
         SlaStatus::Met => "sla-met",
         SlaStatus::Missed => "sla-missed",
@@ -296,142 +286,162 @@ fn sla_badge(st: SlaStatus) -> String {
     badge(class, st.label())
 }
 
-fn faults(s: &mut String, r: &Report) {
-    s.push_str("<h3>Fault tickets opened in the period</h3>\n");
-    if r.faults.is_empty() {
-        none(s, "None.");
-        return;
-    }
-    head(s, "faults", &FAULT_COLUMNS);
-    for f in &r.faults {
-        s.push_str("<tr>");
-        nowrap(s, &r.time(Some(f.opened_ms)));
-        td(s, &f.device);
-        nowrap(s, &f.ticket_id);
-        let mut fault = format!("{}: {}", f.code, f.title);
-        if f.occurrence > 1 {
-            let _ = write!(fault, " (occurrence {})", f.occurrence);
+fn faults(r: &Report) -> Markup {
+    let rows = html! {
+        @for f in &r.faults {
+            tr {
+                td.nw { (r.time(Some(f.opened_ms))) }
+                td { (f.device) }
+                td.nw { (f.ticket_id) }
+                td {
+                    (f.code) ": " (f.title)
+                    @if f.occurrence > 1 {
+                        " (occurrence " (f.occurrence) ")"
+                    }
+                    @if f.replacement_recommended {
+                        ", replacement recommended"
+                    }
+                }
+                td.nw {
+                    (level(f.level))
+                    @if f.opened_level != f.level {
+                        " from L" (f.opened_level)
+                    }
+                }
+                td { (f.coverage) }
+                td.nw { (r.time(f.acknowledged_ms)) }
+                td.nw { (r.time(f.closed_ms)) }
+                td { (sla_badge(f.respond)) }
+                td { (sla_badge(f.resolve)) }
+            }
         }
-        if f.replacement_recommended {
-            fault.push_str(", replacement recommended");
+    };
+    html! {
+        h3 { "Fault tickets opened in the period" }
+        @if r.faults.is_empty() {
+            (none("None."))
+        } @else {
+            (table("faults", &FAULT_COLUMNS, rows))
         }
-        td(s, &fault);
-        let from = if f.opened_level == f.level {
-            String::new()
-        } else {
-            format!(" from L{}", f.opened_level)
-        };
-        let _ = write!(s, "<td class=\"nw\">{}{}</td>", level(f.level), escape(&from));
-        td(s, &f.coverage);
-        nowrap(s, &r.time(f.acknowledged_ms));
-        nowrap(s, &r.time(f.closed_ms));
-        let _ = write!(s, "<td>{}</td><td>{}</td>", sla_badge(f.respond), sla_badge(f.resolve));
-        s.push_str("</tr>\n");
     }
-    s.push_str("</tbody></table>\n");
 }
 
-fn downtime(s: &mut String, r: &Report) {
-    s.push_str("<h2>Downtime</h2>\n<p class=\"note\">Time with a level-1 fault active, within the period.</p>\n");
-    if r.downtime.is_empty() {
-        none(s, "No downtime in the period.");
-        return;
+fn downtime(r: &Report) -> Markup {
+    let rows = html! {
+        @for d in &r.downtime {
+            tr {
+                td { (d.device) }
+                td.num { (d.outages) }
+                td.num { (hours(d.hours)) }
+                td.num { (d.availability.map_or_else(|| "-".to_owned(), |a| format!("{a:.2}%"))) }
+                td {
+                    @if d.ongoing {
+                        (badge("st-offline", "out of service"))
+                    } @else {
+                        (badge("st-ok", "in service"))
+                    }
+                }
+            }
+        }
+    };
+    html! {
+        h2 { "Downtime" }
+        p.note { "Time with a level-1 fault active, within the period." }
+        @if r.downtime.is_empty() {
+            (none("No downtime in the period."))
+        } @else {
+            (table("downtime", &["Device", "Outages#", "Hours#", "Availability#", "Now"], rows))
+        }
     }
-    head(s, "downtime", &["Device", "Outages#", "Hours#", "Availability#", "Now"]);
-    for d in &r.downtime {
-        s.push_str("<tr>");
-        td(s, &d.device);
-        num(s, d.outages);
-        num(s, hours(d.hours));
-        num(s, d.availability.map_or_else(|| "-".to_owned(), |a| format!("{a:.2}%")));
-        let now = if d.ongoing {
-            badge("st-offline", "out of service")
-        } else {
-            badge("st-ok", "in service")
-        };
-        let _ = writeln!(s, "<td>{now}</td></tr>");
-    }
-    s.push_str("</tbody></table>\n");
 }
 
-fn inspections(s: &mut String, r: &Report) {
-    s.push_str("<h2>Inspections</h2>\n");
-    if r.inspections.is_empty() {
-        none(s, "No inspection plans.");
-        return;
+fn inspections(r: &Report) -> Markup {
+    let cols = ["Device", "Plan", "Done#", "Late#", "Overdue#", "Last done", "Next due", "State"];
+    let rows = html! {
+        @for i in &r.inspections {
+            tr {
+                td { (i.device) }
+                td { (i.title) " (" (i.plan) ")" }
+                td.num { (i.done) }
+                td.num { (i.late) }
+                td.num { (i.overdue) }
+                td.nw { (r.time(i.last_done_ms)) }
+                td.nw { (r.time(i.next_due_ms)) }
+                td {
+                    @let class = match i.state {
+                        PlanState::Overdue => "st-overdue",
+                        PlanState::DueSoon => "st-soon",
+                        PlanState::Scheduled => "st-sched",
+                        PlanState::Unscheduled => "st-meter",
+                    };
+                    (badge(class, i.state.label()))
+                }
+            }
+        }
+    };
+    html! {
+        h2 { "Inspections" }
+        @if r.inspections.is_empty() {
+            (none("No inspection plans."))
+        } @else {
+            p.note {
+                "Done and overdue count within the period; state and next due are as of \
+                generation (due soon: within " (DUE_SOON_DAYS) " days)."
+            }
+            (table("inspections", &cols, rows))
+        }
     }
-    let _ = writeln!(
-        s,
-        "<p class=\"note\">Done and overdue count within the period; state and next due are as of generation (due soon: within {DUE_SOON_DAYS} days).</p>"
-    );
-    head(
-        s,
-        "inspections",
-        &["Device", "Plan", "Done#", "Late#", "Overdue#", "Last done", "Next due", "State"],
-    );
-    for i in &r.inspections {
-        s.push_str("<tr>");
-        td(s, &i.device);
-        td(s, &format!("{} ({})", i.title, i.plan));
-        num(s, i.done);
-        num(s, i.late);
-        num(s, i.overdue);
-        nowrap(s, &r.time(i.last_done_ms));
-        nowrap(s, &r.time(i.next_due_ms));
-        let class = match i.state {
-            PlanState::Overdue => "st-overdue",
-            PlanState::DueSoon => "st-soon",
-            PlanState::Scheduled => "st-sched",
-            PlanState::Unscheduled => "st-meter",
-        };
-        let _ = writeln!(s, "<td>{}</td></tr>", badge(class, i.state.label()));
-    }
-    s.push_str("</tbody></table>\n");
 }
 
-fn warranty(s: &mut String, r: &Report) {
-    let _ =
-        writeln!(s, "<h2>Warranty and contracts ending within {WARRANTY_HORIZON_DAYS} days</h2>");
-    if r.warranty.is_empty() {
-        none(s, "Nothing ends within the horizon.");
-        return;
+fn warranty(r: &Report) -> Markup {
+    let cols = ["Device", "Component", "Covered until", "Days left#", "Downtime extension#"];
+    let rows = html! {
+        @for w in &r.warranty {
+            tr {
+                td { (w.device) }
+                td { (w.component) }
+                td { (w.until) }
+                td.num { (w.days_left) }
+                td.num {
+                    @if w.extension_days > 0 {
+                        "+" (w.extension_days) " d"
+                    } @else {
+                        "-"
+                    }
+                }
+            }
+        }
+    };
+    html! {
+        h2 { "Warranty and contracts ending within " (WARRANTY_HORIZON_DAYS) " days" }
+        @if r.warranty.is_empty() {
+            (none("Nothing ends within the horizon."))
+        } @else {
+            (table("warranty", &cols, rows))
+        }
     }
-    head(
-        s,
-        "warranty",
-        &["Device", "Component", "Covered until", "Days left#", "Downtime extension#"],
-    );
-    for w in &r.warranty {
-        s.push_str("<tr>");
-        td(s, &w.device);
-        td(s, &w.component);
-        td(s, &w.until.to_string());
-        num(s, w.days_left);
-        num(
-            s,
-            if w.extension_days > 0 { format!("+{} d", w.extension_days) } else { "-".to_owned() },
-        );
-        s.push_str("</tr>\n");
-    }
-    s.push_str("</tbody></table>\n");
 }
 
-fn repeats(s: &mut String, r: &Report) {
-    s.push_str("<h2>Repeat faults: replacement recommended</h2>\n");
-    if r.repeats.is_empty() {
-        none(s, "None.");
-        return;
+fn repeats(r: &Report) -> Markup {
+    let cols = ["Device", "Fault", "Occurrence#", "Ticket", "Opened", "Closed"];
+    let rows = html! {
+        @for p in &r.repeats {
+            tr {
+                td { (p.device) }
+                td { (p.code) ": " (p.title) }
+                td.num { (p.occurrence) }
+                td.nw { (p.ticket_id) }
+                td.nw { (r.time(Some(p.opened_ms))) }
+                td.nw { (r.time(p.closed_ms)) }
+            }
+        }
+    };
+    html! {
+        h2 { "Repeat faults: replacement recommended" }
+        @if r.repeats.is_empty() {
+            (none("None."))
+        } @else {
+            (table("repeats", &cols, rows))
+        }
     }
-    head(s, "repeats", &["Device", "Fault", "Occurrence#", "Ticket", "Opened", "Closed"]);
-    for p in &r.repeats {
-        s.push_str("<tr>");
-        td(s, &p.device);
-        td(s, &format!("{}: {}", p.code, p.title));
-        num(s, p.occurrence);
-        nowrap(s, &p.ticket_id);
-        nowrap(s, &r.time(Some(p.opened_ms)));
-        nowrap(s, &r.time(p.closed_ms));
-        s.push_str("</tr>\n");
-    }
-    s.push_str("</tbody></table>\n");
 }

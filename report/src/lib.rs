@@ -37,7 +37,8 @@
 //! # Layout
 //! - [`period`]: `2026-Q3` / `2026-09` / `2026` and their instant ranges in a zone.
 //! - [`model`]: the register's content and [`build`].
-//! - `markdown`, `html`, `chart`: renderers (the SVG charts are generated here).
+//! - `markdown`, `html`: the renderers; `html` writes its page with maud and takes its
+//!   inline SVG charts from `chart`.
 
 mod chart;
 mod html;

@@ -499,3 +499,64 @@ fn no_downtime_reads_zero_not_minus_zero() {
     assert_eq!(super::model::hours(-0.01), "0.0");
     assert_eq!(super::model::hours(1.25), "1.2");
 }
+
+#[test]
+fn archive_text_is_escaped_in_the_html_and_its_charts() {
+    let name = "<script>alert(\"x\")</script> & co";
+    let mut d = device(name);
+    d.device.location = "<script>boom()</script> Hall & foyer".into();
+    let t = ms("2026-08-03T09:00:00+08:00");
+    let mut fault = opened("<b>t-1</b>", 9, sla(t, 10, 24)); // severity 9: a note naming the device
+    if let ArchiveEvent::FaultOpened { title, occurrence, replacement_recommended, .. } = &mut fault
+    {
+        *title = "Pump <script>x()</script> & valve".into();
+        *occurrence = 3;
+        *replacement_recommended = true;
+    }
+    d.history = vec![at(t, fault)];
+    let mut p = plan("semi");
+    p.title = "Check <i>&</i>".into();
+    d.inspections = vec![p];
+    let mut archive = site("UTC", "2026-10-02T00:00:00Z", vec![d]);
+    archive.site = "<script>site</script> & sons".into();
+    let mut r = build(&archive, &q3()).unwrap();
+    // No archive text reaches the charts today; a level name stands in for one.
+    r.levels[3].name = "<script>level</script> & co";
+    let html = r.to_html();
+
+    assert!(!html.contains("<script") && !html.contains("<b>") && !html.contains("<i>"), "{html}");
+    // Every `&` starts one of the entities maud writes.
+    for (i, _) in html.match_indices('&') {
+        let rest = &html[i..];
+        assert!(
+            ["&amp;", "&lt;", "&gt;", "&quot;"].iter().any(|e| rest.starts_with(e)),
+            "bare & at {:?}",
+            rest.chars().take(20).collect::<String>()
+        );
+    }
+    let id = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co";
+    let site = "&lt;script&gt;site&lt;/script&gt; &amp; sons";
+    for expected in [
+        format!("<title>Operation register {site} 2026-Q3</title>"),
+        format!("Site <strong>{site}</strong>"),
+        format!("<td>{id}</td>"),
+        "<td>&lt;script&gt;boom()&lt;/script&gt; Hall &amp; foyer</td>".to_owned(),
+        "<td class=\"nw\">&lt;b&gt;t-1&lt;/b&gt;</td>".to_owned(),
+        "pump_stalled: Pump &lt;script&gt;x()&lt;/script&gt; &amp; valve (occurrence 3), replacement recommended</td>".to_owned(),
+        "<td>Check &lt;i&gt;&amp;&lt;/i&gt; (semi)</td>".to_owned(),
+        format!("<li>device {id}, ticket &lt;b&gt;t-1&lt;/b&gt;: severity 9"),
+    ] {
+        assert!(html.contains(&expected), "{expected} missing from {html}");
+    }
+    // The charts: the level label and the bars' titles.
+    let svgs: Vec<&str> =
+        html.split("<svg").skip(1).map(|s| s.split("</svg>").next().unwrap()).collect();
+    assert_eq!(svgs.len(), 2);
+    assert!(
+        svgs[1].contains(">L4 &lt;script&gt;level&lt;/script&gt; &amp; co</text>"),
+        "{}",
+        svgs[1]
+    );
+    assert!(svgs[0].contains("<title>W32 (from 2026-08-03): 1 warning</title>"), "{}", svgs[0]);
+    assert!(svgs[1].contains("<title>L4 resolve: 1 open, past due</title>"), "{}", svgs[1]);
+}
