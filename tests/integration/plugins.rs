@@ -227,6 +227,28 @@ fn a_looping_plugin_is_stopped_at_its_deadline_and_restarted() {
 }
 
 #[test]
+fn a_plugin_that_waits_on_a_timer_cannot_block_the_pipeline() {
+    // The call runs on its own thread so that a hang fails the test instead of
+    // hanging it; before the fix it never returned.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut p = misbehaving(Limits::default());
+        let err = p.evaluate_batch(&device("sleep"), &[reading(1.0, 1)], None, 1).err();
+        good_call_works(&mut p);
+        let _ = tx.send(err);
+    });
+    let err = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a plugin waiting on a WASI timer blocked the calling thread");
+    let err = err.expect("the wait must fail");
+    assert!(
+        matches!(&err, CallError::Trap { device, .. } if device == "dev-sleep")
+            && err.to_string().contains("may not wait"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn a_memory_hog_hits_the_limit_and_is_restarted() {
     let limits = Limits { memory_bytes: 16 << 20, ..Limits::default() };
     let mut p = misbehaving(limits);

@@ -85,7 +85,7 @@ impl WasmPlugin {
     ) -> Result<Self, LoadError> {
         let inst_err = |reason: String| LoadError::Instantiate { path: path.to_owned(), reason };
         let mut linker = Linker::<HostState>::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| inst_err(e.to_string()))?;
+        super::sandbox::link(&mut linker).map_err(|e| inst_err(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(component).map_err(|e| inst_err(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| inst_err(format!("{e:#}")))?;
         let packed = component

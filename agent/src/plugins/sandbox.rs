@@ -1,10 +1,13 @@
 //! What a plugin instance may use: memory and time limits, and a WASI context that
-//! grants nothing (no files, network, environment; clocks frozen at zero).
+//! grants nothing (no files, network, environment; clocks frozen at zero; no timers:
+//! a plugin cannot wait, so it cannot block the pipeline thread in a host call the
+//! epoch deadline does not interrupt).
 
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
@@ -35,6 +38,35 @@ impl Default for Limits {
             failure_window_ms: 10 * 60 * 1000,
         }
     }
+}
+
+/// The `wasi:clocks/monotonic-clock` version the linker provides (semver-compatible
+/// imports of earlier 0.2 versions resolve to it).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Links WASI for a plugin: the WASI 0.2 interfaces a component may import, backed by
+/// the empty context of [`HostState`], with the monotonic clock's timers
+/// (`subscribe-duration`, `subscribe-instant`) replaced by a trap. A timer is the
+/// only pollable that can stay pending (streams are in-memory and always ready), so
+/// no `poll` or `block` can wait either.
+pub fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(no_waiting()) },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> { Err(no_waiting()) },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+fn no_waiting() -> wasmtime::Error {
+    wasmtime::Error::msg("plugins may not wait: a WASI timer was requested (sleep, poll)")
 }
 
 /// How much panic text from a plugin's stderr is kept for the error report.

@@ -3,6 +3,7 @@
 //! What it does wrong is picked per device by the inventory setting `misbehave`:
 //! - `"loop"`: never returns (the host's epoch deadline must stop it);
 //! - `"hog"`: allocates without bound (the host's memory limit must stop it);
+//! - `"sleep"`: waits on a WASI timer that never fires (the host must refuse the wait);
 //! - `"panic"`: panics (a trap);
 //! - `"garbage"`: returns an undeclared code, severity 9 and a huge summary;
 //! - anything else / absent: behaves, raising `bad_reading` when `value` > 10 —
@@ -34,6 +35,9 @@ impl Plugin for Misbehaving {
         match settings.str("misbehave")? {
             Some("loop") => spin(),
             Some("hog") => hog(),
+            // Asks WASI for a timer that never fires (`subscribe-duration(u64::MAX)`)
+            // and blocks on it: a host call the epoch deadline cannot interrupt.
+            Some("sleep") => std::thread::sleep(std::time::Duration::from_nanos(u64::MAX)),
             #[allow(clippy::panic)]
             Some("panic") => panic!("misbehaving plugin panics on purpose"),
             Some("garbage") => {
