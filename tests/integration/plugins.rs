@@ -394,6 +394,33 @@ fn compiled_plugins_are_cached_across_restarts() {
     assert_eq!(set::load_one(&engine, &src, Limits::default()).unwrap().description(), &first);
 }
 
+#[test]
+fn a_cache_entry_swapped_for_another_plugins_is_recompiled_not_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let entries = || -> BTreeSet<PathBuf> {
+        std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect()
+    };
+    let load = |path: &str| {
+        let engine = PluginEngine::new(Some(cache.path().to_owned())).unwrap();
+        let src = PluginSource { path: path.into(), sha256: None };
+        set::load_one(&engine, &src, Limits::default()).unwrap().description().clone()
+    };
+    assert_eq!(load(built::SOLAR_WATER_HEATER).equipment_type, "solar-water-heater");
+    let solar = entries().into_iter().next().unwrap();
+    assert_eq!(load(built::DOOR_CONTROLLER).equipment_type, "door-controller");
+    let door = entries().into_iter().find(|p| *p != solar).unwrap();
+    // Another plugin's artifact copied over the pinned plugin's cache entry.
+    std::fs::copy(&door, &solar).unwrap();
+    assert_eq!(
+        load(built::SOLAR_WATER_HEATER).equipment_type,
+        "solar-water-heater",
+        "the cache entry ran another plugin's code"
+    );
+    // The entry was rewritten with the right artifact and loads from the cache again.
+    assert_ne!(std::fs::read(&solar).unwrap(), std::fs::read(&door).unwrap());
+    assert_eq!(load(built::SOLAR_WATER_HEATER).equipment_type, "solar-water-heater");
+}
+
 fn tend_bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
 }

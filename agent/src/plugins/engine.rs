@@ -1,5 +1,12 @@
 //! The wasmtime engine shared by all plugins: epoch interruption driven by a ticker
 //! thread, and an on-disk cache of compiled components so restarts skip compilation.
+//!
+//! A cache entry is bound to what it was compiled from: it starts with a header
+//! holding the sha256 of the source component, of the engine's compatibility hash
+//! and of the artifact that follows. All three are checked before the artifact is
+//! loaded; an entry that does not match (another plugin's artifact copied over it, a
+//! different engine, a truncated file) is compiled again and rewritten, with a
+//! warning naming the file.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -56,31 +63,58 @@ impl PluginEngine {
                 .map_err(|e| LoadError::Compile { path: path.to_owned(), reason: format!("{e:#}") })
         };
         let Some(dir) = &self.cache_dir else { return compile() };
-        let cached = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
+        let source: [u8; 32] = Sha256::digest(bytes).into();
+        let engine = self.engine_digest();
+        let cached =
+            dir.join(format!("{}-{}.cwasm", hex::encode(source), &hex::encode(engine)[..16]));
         if cached.is_file() {
-            // SAFETY: the file is one this agent wrote into its own cache directory,
-            // named after the sha256 of the source component and this engine's
-            // compatibility hash, so it is a serialized component of exactly these
-            // bytes made by a compatible wasmtime.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(&self.engine, &cached) };
-            match loaded {
-                Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(
+            match std::fs::read(&cached)
+                .map_err(|e| e.to_string())
+                .and_then(|file| artifact(&file, &source, &engine).map(<[u8]>::to_vec))
+            {
+                Ok(artifact) => {
+                    // SAFETY: the artifact's sha256 is the one its header records, and
+                    // the header binds it to the sha256 of these source bytes and this
+                    // engine's compatibility hash: it is a serialized component of
+                    // exactly this plugin, written by this agent for this wasmtime.
+                    #[allow(unsafe_code)]
+                    let loaded = unsafe { Component::deserialize(&self.engine, &artifact) };
+                    match loaded {
+                        Ok(c) => return Ok(c),
+                        Err(e) => tracing::warn!(
+                            cache = %cached.display(),
+                            "compiled plugin cache unreadable, recompiling: {e:#}"
+                        ),
+                    }
+                }
+                Err(why) => tracing::warn!(
                     cache = %cached.display(),
-                    "compiled plugin cache unreadable, recompiling: {e:#}"
+                    "compiled plugin cache entry refused ({why}), recompiling"
                 ),
             }
         }
         let component = compile()?;
-        if let Err(e) = self.store_in_cache(dir, &cached, &component) {
+        if let Err(e) = self.store_in_cache(dir, &cached, &component, &source, &engine) {
             tracing::warn!(cache = %cached.display(), "cannot cache compiled plugin: {e}");
         }
         Ok(component)
     }
 
-    fn store_in_cache(&self, dir: &Path, file: &Path, c: &Component) -> std::io::Result<()> {
-        let bytes = c.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+    fn store_in_cache(
+        &self,
+        dir: &Path,
+        file: &Path,
+        c: &Component,
+        source: &[u8; 32],
+        engine: &[u8; 32],
+    ) -> std::io::Result<()> {
+        let artifact = c.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut bytes = Vec::with_capacity(HEADER_LEN + artifact.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(source);
+        bytes.extend_from_slice(engine);
+        bytes.extend_from_slice(&Sha256::digest(&artifact));
+        bytes.extend_from_slice(&artifact);
         std::fs::create_dir_all(dir)?;
         // Write then rename: a crash never leaves a half-written artifact behind.
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));
@@ -88,11 +122,37 @@ impl PluginEngine {
         std::fs::rename(&tmp, file)
     }
 
-    fn cache_key(&self, bytes: &[u8]) -> String {
+    /// sha256 of the engine's compatibility hash (what compiled code depends on).
+    fn engine_digest(&self) -> [u8; 32] {
         let mut h = DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        format!("{}-{:016x}", hex::encode(Sha256::digest(bytes)), h.finish())
+        Sha256::digest(h.finish().to_le_bytes()).into()
     }
+}
+
+/// The first bytes of a cache entry.
+const MAGIC: &[u8; 8] = b"tendcw1\n";
+/// Magic, then the sha256 of the source, of the engine and of the artifact.
+const HEADER_LEN: usize = MAGIC.len() + 3 * 32;
+
+/// The artifact of a cache entry, if its header binds it to `source` and `engine`
+/// and its digest matches.
+fn artifact<'a>(file: &'a [u8], source: &[u8; 32], engine: &[u8; 32]) -> Result<&'a [u8], String> {
+    if file.len() < HEADER_LEN || &file[..MAGIC.len()] != MAGIC {
+        return Err("not a tend cache entry".into());
+    }
+    let (header, artifact) = file.split_at(HEADER_LEN);
+    let fields = &header[MAGIC.len()..];
+    if &fields[..32] != source {
+        return Err("compiled from another component".into());
+    }
+    if &fields[32..64] != engine {
+        return Err("compiled by another engine configuration".into());
+    }
+    if fields[64..96] != Sha256::digest(artifact)[..] {
+        return Err("the artifact does not match its digest".into());
+    }
+    Ok(artifact)
 }
 
 /// The engine configuration of every plugin: components, epoch interruption (the
