@@ -30,3 +30,18 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
 fi
+
+# cargo-deb builds the Debian package (`cargo deb -p tend`, README "Install on a
+# site"; the package test in tests/integration/package.rs), with dpkg-shlibdeps
+# (dpkg-dev) for its dependencies and strip / objcopy (binutils) for the debug info.
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-deb"
+    cargo install cargo-deb --locked --version '^3.8'
+fi
+if ! command -v dpkg-shlibdeps >/dev/null 2>&1 || ! command -v objcopy >/dev/null 2>&1; then
+    echo "setup: installing dpkg-dev binutils"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dpkg-dev binutils
+fi

@@ -2,14 +2,25 @@
 //! `GET /metrics` (Prometheus text); for site staff's commands (`crate::local`),
 //! `GET /archive[?device=ID]` and `POST /inspections/complete`. Binds to loopback
 //! by default: whoever can reach it is on the agent's machine.
+//!
+//! A web page in a browser on that machine can reach it too, so:
+//! - every request's `Host` must be an IP address or `localhost` (a DNS-rebinding
+//!   page has a name of its own), and an `Origin`, when sent, must be the API's own
+//!   (`http://{Host}`): other pages are refused with 403;
+//! - a state-changing request (`POST`) needs `Content-Type: application/json` (415
+//!   otherwise: a form or `text/plain` post is not taken) and the local token
+//!   (`Authorization: Bearer …`, 401 otherwise). The agent writes a fresh token at
+//!   every start to `{store.data_dir}/api-token`, readable only by its own user
+//!   ([`crate::local::write_token`]); the `tend` commands read it from there.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use prometheus_client::encoding::text::encode;
@@ -20,7 +31,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::ingest::MqttMonitor;
-use crate::local::{Completion, LocalCommand};
+use crate::local::{Completion, LocalCommand, TOKEN_FILE};
 use crate::pipeline::{Counters, PluginReport};
 use crate::store::{DeadLetter, Store};
 use crate::tickets::DispatcherStatus;
@@ -51,6 +62,67 @@ pub struct Sources {
     pub store: Store,
     /// The pipeline thread's command queue (archive, local completions).
     pub commands: Option<tokio::sync::mpsc::Sender<LocalCommand>>,
+    /// The local token state-changing requests must carry ([`crate::local::write_token`]).
+    pub token: Arc<str>,
+}
+
+/// Whether a `Host` (or an `Origin`'s host) names this machine by address: an IP
+/// literal or `localhost`, with or without a port.
+fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split_once(']')
+                .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The checks of the module docs, before any route runs.
+async fn guard(
+    State(token): State<Arc<str>>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
+    let headers = request.headers();
+    let text = |h: &HeaderMap, name: header::HeaderName| {
+        h.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned())
+    };
+    let host = text(headers, header::HOST).unwrap_or_default();
+    if !local_host(&host) {
+        return error(StatusCode::FORBIDDEN, format!("refused: Host `{host}` is not this machine"));
+    }
+    if let Some(origin) = text(headers, header::ORIGIN)
+        && origin != format!("http://{host}")
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("refused: requests from {origin} are not taken"),
+        );
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let json = text(headers, header::CONTENT_TYPE).is_some_and(|c| {
+            c.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json");
+        }
+        let given = text(headers, header::AUTHORIZATION);
+        let given = given.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes())) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "the local token is required (`{TOKEN_FILE}` in the agent's data directory)"
+                ),
+            );
+        }
+    }
+    next.run(request).await
 }
 
 /// The `/status` body.
@@ -107,8 +179,9 @@ impl Sources {
     }
 }
 
-/// The API's routes.
+/// The API's routes, behind the checks of the module docs.
 pub fn router(sources: Sources) -> Router {
+    let token = Arc::clone(&sources.token);
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status))
@@ -116,6 +189,7 @@ pub fn router(sources: Sources) -> Router {
         .route("/archive", get(archive))
         .route("/inspections/complete", post(complete))
         .with_state(sources)
+        .layer(axum::middleware::from_fn_with_state(token, guard))
 }
 
 /// Serves the API until `shutdown` completes.

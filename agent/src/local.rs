@@ -54,6 +54,32 @@ pub struct Completion {
     pub note: Option<String>,
 }
 
+/// The local token's file name in the data directory.
+pub const TOKEN_FILE: &str = "api-token";
+
+/// Writes a fresh random token to `{dir}/api-token`, readable and writable only by
+/// this user, and returns it.
+pub fn write_token(dir: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Write as _;
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let path = dir.join(TOKEN_FILE);
+    let tmp = dir.join(format!("{TOKEN_FILE}.tmp{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(token)
+}
+
+/// Reads the running agent's local token from `{dir}/api-token`.
+pub fn read_token(dir: &std::path::Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(dir.join(TOKEN_FILE))?.trim().to_owned())
+}
+
 /// Why a completion was refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
@@ -182,8 +208,16 @@ pub async fn complete(config: &Config, completion: Completion) -> anyhow::Result
     );
     if let Some(base) = running_agent(config).await {
         let url = format!("{base}/inspections/complete");
+        let dir = &config.store.data_dir;
+        let token = read_token(dir).with_context(|| {
+            format!(
+                "reading the running agent's local token {} (run this as the agent's user)",
+                dir.join(TOKEN_FILE).display()
+            )
+        })?;
         let answer = reqwest::Client::new()
             .post(&url)
+            .bearer_auth(token)
             .json(&completion)
             .send()
             .await

@@ -9,8 +9,9 @@ use tokio::task::JoinHandle;
 
 use super::{CentralConfig, CentralControl, TicketList, TicketRecord, serve};
 
-/// The token test servers accept.
-pub const TOKEN: &str = "test-token";
+/// The token test servers accept (the one `tend_tests::site` writes into a test
+/// site's config).
+pub const TOKEN: &str = "tok";
 
 /// A running reference service.
 pub struct TestServer {

@@ -314,14 +314,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 tracing::info!(%listen, data_dir = %data_dir.display(), "central service listening");
-                let shutdown = async {
-                    let _ = tokio::signal::ctrl_c().await;
-                };
                 let cfg = tend_central::CentralConfig {
                     desk_token,
                     ..tend_central::CentralConfig::new(data_dir, token)
                 };
-                tend_central::serve(listener, cfg, shutdown).await
+                tend_central::serve(listener, cfg, shutdown_signal()).await
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -156,16 +156,16 @@ impl CentralProcess {
         .await;
     }
 
-    /// Ctrl-C, then waits for a clean exit.
+    /// SIGTERM (what systemd sends), then waits for a clean exit.
     fn stop(mut self) {
         let pid = self.process.0.id().to_string();
-        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = Instant::now() + WAIT;
         let status = loop {
             if let Some(status) = self.process.0.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "tend central did not stop on SIGINT");
+            assert!(Instant::now() < deadline, "tend central did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(status.success(), "tend central exited with {status}");

@@ -250,3 +250,66 @@ async fn inspections_open_and_complete_through_the_central_service_and_locally()
         .unwrap();
     assert!(html.contains("<svg") && html.contains("door-due"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_web_page_cannot_record_an_inspection() {
+    let mosquitto = Mosquitto::start();
+    let central = TestServer::start_temp().await.unwrap();
+    let mqtt = format!("mqtt://127.0.0.1:{}", mosquitto.port);
+    let site = test_site_with(&central.url, &mqtt, "", "").unwrap();
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    let api = free_port();
+    std::fs::write(&site.config, text.replace("127.0.0.1:0", &format!("127.0.0.1:{api}"))).unwrap();
+    let log = std::fs::File::create(site.dir.path().join("agent.log")).unwrap();
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["run", "--config"])
+            .arg(&site.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{api}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + WAIT;
+    while http.get(format!("{base}/status")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the agent's API did not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = r#"{"device":"swh-1","plan":"semiannual","at_ms":1780000000000}"#;
+    let post = |content_type: &'static str| {
+        http.post(format!("{base}/inspections/complete"))
+            .header("content-type", content_type)
+            .body(body)
+    };
+    // What a page on another site can send without a CORS preflight.
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let attack = post("text/plain")
+        .header("origin", "http://evil.example")
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(attack), 403, "a foreign Host and Origin are refused");
+    let rebinding = post("application/json").header("host", "evil.example").send().await.unwrap();
+    assert_eq!(status(rebinding), 403, "a DNS-rebinding name is refused");
+    let cross = post("text/plain").header("origin", "http://evil.example").send().await.unwrap();
+    assert_eq!(status(cross), 403, "a foreign Origin is refused");
+    let form = post("application/x-www-form-urlencoded").send().await.unwrap();
+    assert_eq!(status(form), 415, "only JSON is taken");
+    let no_token = post("application/json").send().await.unwrap();
+    assert_eq!(status(no_token), 401, "the local token is required");
+    let wrong = post("application/json").bearer_auth("guess").send().await.unwrap();
+    assert_eq!(status(wrong), 401);
+    // Nothing was recorded: the device's semiannual plan has no completion.
+    let device = device_json(&site.config, "swh-1");
+    assert!(plan(&device, "semiannual")["last_completed_ms"].is_null(), "{device:#}");
+    // The agent's user (the token file) gets through.
+    let token = std::fs::read_to_string(site.dir.path().join("data/api-token")).unwrap();
+    let ok = post("application/json").bearer_auth(token.trim()).send().await.unwrap();
+    assert_eq!(status(ok), 200, "the token's holder is served");
+    let device = device_json(&site.config, "swh-1");
+    assert!(!plan(&device, "semiannual")["last_completed_ms"].is_null(), "{device:#}");
+}

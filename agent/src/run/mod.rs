@@ -195,7 +195,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             dispatcher: dispatcher_status.clone(),
             store: ready.store.clone(),
             commands: Some(commands_tx.clone()),
+            token: crate::local::write_token(&config.store.data_dir)
+                .with_context(|| {
+                    format!(
+                        "writing the local API token to {}",
+                        config.store.data_dir.join(crate::local::TOKEN_FILE).display()
+                    )
+                })?
+                .into(),
         };
+        if !listen.ip().is_loopback() {
+            tracing::warn!(
+                %listen,
+                "api.listen is not a loopback address: anyone who can reach it can read the \
+                 site's status and archive (commands still need the local token)"
+            );
+        }
         let listen = listener.local_addr().unwrap_or(listen);
         tracing::info!(%listen, "status API: /health /status /metrics");
         Some(tokio::spawn(crate::api::serve(listener, sources, stopped(&stop_tasks_rx))))

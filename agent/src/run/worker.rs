@@ -31,8 +31,8 @@ pub trait Ack: Send {
 }
 
 impl Ack for AckToken {
-    fn ack(self, _proof: &Durable) {
-        AckToken::ack(self);
+    fn ack(self, proof: &Durable) {
+        AckToken::ack(self, proof);
     }
 }
 
