@@ -403,8 +403,51 @@ impl TicketEvent {
 pub struct Created {
     /// The agent's ticket id.
     pub ticket_id: String,
-    /// The service's own ticket number (e.g. `T-000042`).
+    /// The service's own ticket number (e.g. `T-000042`); read from a string or an
+    /// integer (see [`ticket_number`]), always written as a string.
+    #[serde(deserialize_with = "ticket_number")]
     pub number: String,
+}
+
+/// Reads a service's ticket number: services differ, so the spec allows a string
+/// (`"T-000042"`, kept as is) or an integer (`42`, kept as its decimal text `"42"`).
+/// Anything else (a fraction, `null`, a list) is refused.
+pub fn ticket_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct Number;
+
+    impl serde::de::Visitor<'_> for Number {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a ticket number (a string or an integer)")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    deserializer.deserialize_any(Number)
 }
 
 /// Where a ticket is in the service's workflow.
@@ -428,7 +471,8 @@ pub enum Status {
 pub struct TicketStatus {
     /// The agent's ticket id.
     pub ticket_id: String,
-    /// The service's ticket number.
+    /// The service's ticket number; a string or an integer (see [`ticket_number`]).
+    #[serde(deserialize_with = "ticket_number")]
     pub number: String,
     /// Workflow status.
     pub status: Status,
@@ -641,6 +685,39 @@ mod tests {
         assert_eq!(time.timestamp(), "2026-11-22T02:04:00Z".parse::<Timestamp>()?);
         assert_eq!(t("2026-11-22T02:04:00Z").timestamp(), time.timestamp());
         assert_ne!(t("2026-11-22T02:04:00Z"), time, "same instant, different text");
+        Ok(())
+    }
+
+    #[test]
+    fn numbers_are_strings_or_integers_kept_as_text() -> anyhow::Result<()> {
+        for (number, text) in [
+            (r#""T-000042""#, "T-000042"),
+            (r#""""#, ""),
+            ("42", "42"),
+            ("0", "0"),
+            ("-7", "-7"),
+            ("18446744073709551615", "18446744073709551615"),
+        ] {
+            let created: Created =
+                serde_json::from_str(&format!(r#"{{"ticket_id":"a","number":{number}}}"#))?;
+            assert_eq!(created, Created { ticket_id: "a".into(), number: text.into() });
+            let status: TicketStatus = serde_json::from_str(&format!(
+                r#"{{"ticket_id":"a","number":{number},"status":"open"}}"#
+            ))?;
+            assert_eq!(status.number, text);
+        }
+        // Written back as a string, whatever it was read from.
+        let created: Created = serde_json::from_str(r#"{"ticket_id":"a","number":17}"#)?;
+        assert_eq!(serde_json::to_string(&created)?, r#"{"ticket_id":"a","number":"17"}"#);
+        for bad in ["1.5", "1e3", "null", "true", "[1]", r#"{"n":1}"#] {
+            let json = format!(r#"{{"ticket_id":"a","number":{bad}}}"#);
+            let error = serde_json::from_str::<Created>(&json).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains("a string or an integer")),
+                "{bad}: {error:?}"
+            );
+        }
+        assert!(serde_json::from_str::<Created>(r#"{"ticket_id":"a"}"#).is_err());
         Ok(())
     }
 

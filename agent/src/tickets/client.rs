@@ -1,5 +1,10 @@
 //! HTTP client of the central ticket service, with every failure classified for
 //! the dispatcher: retry later, dead-letter, or hold (bad credentials).
+//!
+//! Any 2xx answer to a request that changes something (a create, an event, a
+//! close) means the service accepted it (`shared/spec/central-api.md`): such calls
+//! answer [`Accepted`], which holds the body read or, when it could not be read,
+//! why ([`Unreadable`]); never an error, so the request is never sent again.
 
 use std::time::Duration;
 
@@ -17,12 +22,72 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// How much of an error body goes into a [`SendError`] reason.
 const REASON_LIMIT: usize = 500;
 
+/// How much of an unreadable answer's body goes into [`Unreadable::detail`].
+const BODY_LIMIT: usize = 200;
+
+/// A 2xx answer whose body is not the answer the API describes (empty, HTML, JSON
+/// of another shape, a ticket number that is neither a string nor an integer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the central service answered {status} with a body that cannot be read ({kind}): {detail}")]
+pub struct Unreadable {
+    /// The HTTP status (2xx).
+    pub status: u16,
+    /// The kind of problem, a fixed text to group log lines by: `empty body`,
+    /// `not JSON` or `unexpected JSON`.
+    pub kind: &'static str,
+    /// What exactly could not be read, and how the body starts.
+    pub detail: String,
+}
+
+impl Unreadable {
+    fn new(status: StatusCode, error: &serde_json::Error, body: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        let kind = match error.classify() {
+            serde_json::error::Category::Data => "unexpected JSON",
+            _ if text.is_empty() => "empty body",
+            _ => "not JSON",
+        };
+        let start: String = text.chars().take(BODY_LIMIT).collect();
+        Self { status: status.as_u16(), kind, detail: format!("{error}; body: {start:?}") }
+    }
+}
+
+/// The service's 2xx answer to a request that changes something (a create, an
+/// event, a close): the request was accepted, whatever the body says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted<T> {
+    /// The answer, read.
+    Read(T),
+    /// The answer's body cannot be read. The request was accepted all the same:
+    /// never send it again.
+    Unreadable(Unreadable),
+}
+
+impl<T> Accepted<T> {
+    /// The answer read, or why it could not be.
+    pub fn read(self) -> Result<T, Unreadable> {
+        match self {
+            Accepted::Read(answer) => Ok(answer),
+            Accepted::Unreadable(problem) => Err(problem),
+        }
+    }
+
+    /// The answer read, converted by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Accepted<U> {
+        match self {
+            Accepted::Read(answer) => Accepted::Read(f(answer)),
+            Accepted::Unreadable(problem) => Accepted::Unreadable(problem),
+        }
+    }
+}
+
 /// Why a request to the central service did not succeed, classified by what the
 /// dispatcher must do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Try again later (5xx, 429, 408, timeout, connection error, unreadable answer,
-    /// unexpected redirect). `after` is the server's `Retry-After`, if it sent one:
+    /// Try again later (5xx, 429, 408, timeout, connection error, unexpected
+    /// redirect). `after` is the server's `Retry-After`, if it sent one:
     /// never retry sooner.
     #[error("central service unavailable, will retry: {reason}")]
     Retry {
@@ -49,6 +114,10 @@ pub enum SendError {
         /// The service's message.
         reason: String,
     },
+    /// A 2xx answer to a read ([`CentralClient::get`]) whose body cannot be read.
+    /// (Requests that change something answer [`Accepted::Unreadable`] instead.)
+    #[error(transparent)]
+    Unreadable(Unreadable),
 }
 
 impl SendError {
@@ -63,6 +132,7 @@ impl SendError {
             SendError::Rejected { status, .. } | SendError::Unauthorized { status, .. } => {
                 Some(*status)
             }
+            SendError::Unreadable(problem) => Some(problem.status),
             SendError::Retry { .. } => None,
         }
     }
@@ -139,9 +209,9 @@ impl CentralClient {
         &self,
         ticket: &NewTicket,
         idempotency_key: &str,
-    ) -> Result<Created, SendError> {
+    ) -> Result<Accepted<Created>, SendError> {
         let request = self.http.post(self.url(Route::Tickets)).json(ticket);
-        self.send(with_key(request, idempotency_key)).await
+        self.change(with_key(request, idempotency_key)).await
     }
 
     /// Adds an event to a ticket (`POST /api/v1/tickets/{id}/events`); answers the
@@ -151,30 +221,34 @@ impl CentralClient {
         ticket_id: &str,
         event: &TicketEvent,
         idempotency_key: &str,
-    ) -> Result<Created, SendError> {
+    ) -> Result<Accepted<Created>, SendError> {
         let request = self.http.post(self.url(Route::Events(ticket_id))).json(event);
-        self.send(with_key(request, idempotency_key)).await
+        self.change(with_key(request, idempotency_key)).await
     }
 
     /// Reads a ticket's status back (`GET /api/v1/tickets/{id}`); an unknown ticket
-    /// is `Rejected` with status 404.
+    /// is `Rejected` with status 404, a 2xx answer that cannot be read is
+    /// [`SendError::Unreadable`].
     pub async fn get(&self, ticket_id: &str) -> Result<TicketStatus, SendError> {
-        self.send(self.http.get(self.url(Route::Ticket(ticket_id)))).await
+        let (status, body) =
+            self.exchange(self.http.get(self.url(Route::Ticket(ticket_id)))).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| SendError::Unreadable(Unreadable::new(status, &e, &body)))
     }
 
     /// Closes a ticket (`POST /api/v1/tickets/{id}/close`): what maintenance staff
-    /// do on the service side; for tools and tests.
+    /// do on the service side, and what the agent sends for work recorded on site.
     pub async fn close(
         &self,
         ticket_id: &str,
         close: &CloseRequest,
-    ) -> Result<TicketStatus, SendError> {
+    ) -> Result<Accepted<TicketStatus>, SendError> {
         self.post(Route::Close(ticket_id), close).await
     }
 
     /// Acknowledges a ticket (`POST /api/v1/tickets/{id}/acknowledge`, an extension
     /// of the reference service); for tools and tests.
-    pub async fn acknowledge(&self, ticket_id: &str) -> Result<TicketStatus, SendError> {
+    pub async fn acknowledge(&self, ticket_id: &str) -> Result<Accepted<TicketStatus>, SendError> {
         self.post(Route::Acknowledge(ticket_id), &serde_json::json!({})).await
     }
 
@@ -182,8 +256,8 @@ impl CentralClient {
         &self,
         route: Route<'_>,
         body: &B,
-    ) -> Result<T, SendError> {
-        self.send(self.http.post(self.url(route)).json(body)).await
+    ) -> Result<Accepted<T>, SendError> {
+        self.change(self.http.post(self.url(route)).json(body)).await
     }
 
     /// `{base}` followed by the route's segments, each percent-encoded (a ticket id may
@@ -197,10 +271,23 @@ impl CentralClient {
         url
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// Sends a request that changes something: any 2xx answer is [`Accepted`].
+    async fn change<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<T, SendError> {
+    ) -> Result<Accepted<T>, SendError> {
+        let (status, body) = self.exchange(request).await?;
+        Ok(match serde_json::from_slice(&body) {
+            Ok(answer) => Accepted::Read(answer),
+            Err(e) => Accepted::Unreadable(Unreadable::new(status, &e, &body)),
+        })
+    }
+
+    /// Sends a request; a 2xx answer's status and body, or the failure classified.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), SendError> {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let retry_after = response
@@ -210,10 +297,7 @@ impl CentralClient {
             .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
         let body = response.bytes().await.map_err(transport_error)?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| SendError::Retry {
-                after: None,
-                reason: format!("unreadable answer ({status}): {e}"),
-            });
+            return Ok((status, Vec::from(body)));
         }
         Err(classify(status, retry_after, &body))
     }

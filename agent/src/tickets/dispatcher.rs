@@ -7,9 +7,16 @@
 //!   another in outbox order, and a request that fails is retried until it is
 //!   settled, never skipped, so a ticket's events always follow its creation. Up to
 //!   [`DispatcherConfig::in_flight`] lanes run at once; the next batch is read when
-//!   every lane of this one is settled. The API has no cross-ticket references, so
+//!   every lane of this one is done. The API has no cross-ticket references, so
 //!   order between different tickets carries no meaning; with `in_flight = 1` the
-//!   whole outbox goes strictly in sequence order.
+//!   whole outbox goes strictly in sequence order (as long as nothing fails).
+//! - **One failing ticket holds back no other.** A request that fails ends its
+//!   lane: the ticket waits for its own retry (backoff with jitter, at least the
+//!   server's `Retry-After`), its later requests with it, and the batches after go
+//!   on without it (a read skips the tickets still waiting). Only failures in a row
+//!   from more than one ticket mean the service is down; then one request at a
+//!   time probes it until one is answered, the probes taking turns among the
+//!   tickets (`dispatcher/health.rs`).
 //!
 //!   Why lanes: on the first start of a site every device's overdue inspection is
 //!   queued at once (16,000 requests for 10,000 devices). Sent one at a time, a
@@ -21,6 +28,10 @@
 //!   and refused connections are retried with exponential backoff and full jitter,
 //!   honouring `Retry-After`; a refused token (401/403) is logged once per outage and
 //!   retried the same way, so the tickets go out as soon as a corrected agent runs.
+//! - **Accepted means delivered.** Any 2xx answer is a delivery, whatever its body:
+//!   one that cannot be read is logged (by kind of problem, rate-limited) and
+//!   counted, and the delivery is recorded without a ticket number; the request is
+//!   never sent again.
 //! - **Nothing duplicated.** Every request carries the idempotency key it was born
 //!   with; the service creates one ticket per key however often it is sent (after a
 //!   timeout, a crash, a restart).
@@ -36,7 +47,7 @@
 //! agent crashed before the flush, the message that produced it is redelivered and
 //! the pipeline queues the same request under the same key again: still one ticket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,9 +58,12 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use super::backoff::Backoff;
-use super::client::{CentralClient, SendError};
+use super::client::{Accepted, CentralClient, SendError, Unreadable};
 use super::model::Created;
 use crate::store::{DeadLetter, OutboxEntry, Request, Store, StoreError};
+
+mod health;
+use health::Health;
 
 /// The error logged when the service refuses the agent's token.
 pub const TOKEN_REFUSED: &str =
@@ -93,8 +107,10 @@ pub struct DispatcherSnapshot {
     pub retried: u64,
     /// Requests moved to the dead letters.
     pub dead_lettered: u64,
-    /// Failed attempts in a row for the request at the head of the outbox (0 when
-    /// the service is answering).
+    /// Requests the service accepted with an answer the agent cannot read
+    /// (delivered, recorded without a ticket number).
+    pub unreadable_answers: u64,
+    /// Failed attempts in a row, over all tickets (0 once the service answers).
     pub consecutive_failures: u32,
     /// True while the service refuses the token.
     pub unauthorized: bool,
@@ -146,23 +162,15 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     /// Counters shared with the status API.
     status: DispatcherStatus,
-    /// Outage state shared by the lanes.
+    /// Outage state and the tickets waiting for a retry, shared by the lanes (the
+    /// lock is held only to read or bump it, never across an await).
     health: Mutex<Health>,
     /// Held by the one lane that probes the service during an outage; the other
     /// lanes wait for it instead of retrying in parallel against a failing service.
     probe: tokio::sync::Mutex<()>,
-}
-
-/// Outage state, shared by the lanes of a batch (the lock is held only to read or
-/// bump it, never across an await).
-#[derive(Debug, Default)]
-struct Health {
-    /// Failed attempts in a row, over all lanes (the backoff exponent).
-    failures: u32,
-    /// Inside a refused-token outage (already logged).
-    unauthorized: bool,
-    /// Store failures in a row.
-    store_failures: u32,
+    /// Unreadable answers so far, by kind (request, status, problem): logged at
+    /// the 1st, 2nd, 4th, 8th… of each kind, not once per request.
+    unreadable: Mutex<HashMap<String, u64>>,
 }
 
 /// What to do after settling (or failing to settle) one entry.
@@ -170,6 +178,9 @@ struct Health {
 enum Flow {
     /// Go on with the next entry of the lane.
     Next,
+    /// The entry failed and waits for its retry: the lane's later entries (the same
+    /// ticket's) wait with it.
+    Deferred,
     /// Read the outbox again (a store write failed).
     Reread,
     /// Shutdown was requested.
@@ -183,6 +194,27 @@ type Stopping = watch::Receiver<bool>;
 async fn stopped(stop: &mut Stopping) {
     // An error means the sender was dropped: stop as well.
     let _ = stop.wait_for(|requested| *requested).await;
+}
+
+/// The oldest `limit` outbox entries of tickets not in `skip`, in order. Reads
+/// further than `limit` entries when entries of skipped tickets are in the way.
+fn eligible(
+    store: &Store,
+    limit: usize,
+    skip: &HashSet<String>,
+) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+    let mut want = limit;
+    loop {
+        let read = store.outbox(want)?;
+        let end = read.len() < want;
+        let mut batch: Vec<_> =
+            read.into_iter().filter(|(_, e)| !skip.contains(e.ticket_id())).collect();
+        if batch.len() >= limit || end || skip.is_empty() {
+            batch.truncate(limit);
+            return Ok(batch);
+        }
+        want = want.saturating_mul(2);
+    }
 }
 
 /// Splits a batch into lanes, one per ticket, each in outbox order; lanes are ordered
@@ -221,6 +253,7 @@ impl Dispatcher {
             status: DispatcherStatus::default(),
             health: Mutex::new(Health::default()),
             probe: tokio::sync::Mutex::new(()),
+            unreadable: Mutex::new(HashMap::new()),
         }
     }
 
@@ -250,10 +283,12 @@ impl Dispatcher {
             let mut notified = pin!(notified);
             notified.as_mut().enable();
             let limit = self.config.batch.max(1);
+            // Tickets waiting for the retry of a failed request stay out of the batch.
+            let (skip, next_retry) = self.health().waiting_at(tokio::time::Instant::now());
             let read = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                read = blocking(&self.store, move |s| s.outbox(limit)) => read,
+                read = blocking(&self.store, move |s| eligible(s, limit, &skip)) => read,
             };
             let batch = match read {
                 Ok(batch) => {
@@ -274,11 +309,13 @@ impl Dispatcher {
                 }
             };
             if batch.is_empty() {
+                let poll = tokio::time::Instant::now() + self.config.poll_interval;
+                let wake = next_retry.map_or(poll, |retry| retry.min(poll));
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
                     () = notified => {}
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = tokio::time::sleep_until(wake) => {}
                 }
                 continue;
             }
@@ -306,7 +343,7 @@ impl Dispatcher {
                     Some(Flow::Stop) => stopping = true,
                     // A lane whose store write failed waited its backoff; the other
                     // lanes finish, then the outbox is read again.
-                    Some(Flow::Next | Flow::Reread) => {}
+                    Some(Flow::Next | Flow::Deferred | Flow::Reread) => {}
                 }
             }
             if stopping {
@@ -321,100 +358,132 @@ impl Dispatcher {
         for (seq, entry) in lane {
             match self.settle(seq, &entry, &mut stop).await {
                 Flow::Next => {}
+                // The ticket's later requests wait for its retry (a later batch).
+                Flow::Deferred => return Flow::Deferred,
                 other => return other,
             }
         }
         Flow::Next
     }
 
-    /// Sends one entry until the service accepts or refuses it.
+    /// Sends one entry once: delivered, dead-lettered, or failed and deferred.
     ///
-    /// While the service fails (5xx, 429, no answer, refused token) one lane probes
-    /// it with backoff and the others wait for that probe to succeed, so an outage
-    /// sees one request at a time, as with a single lane. Each lane's backoff counts
-    /// its own attempts: eight lanes failing at once do not stretch the delay.
+    /// A failure ends the lane: the ticket waits for its own retry (see
+    /// [`Health::failed`]) while every other ticket goes on. While the service
+    /// counts as down (failures in a row from more than one ticket), one lane at a
+    /// time probes it, no sooner than the outage's backoff allows, and the others
+    /// wait for that probe, so an outage sees one request at a time, as with a
+    /// single lane. A probe that fails hands over to the next lane, so probes take
+    /// turns and a ticket that fails on its own cannot keep the outage going.
     async fn settle(&self, seq: u64, entry: &OutboxEntry, stop: &mut Stopping) -> Flow {
         let mut probe = None;
-        let mut attempts: u32 = 0;
-        loop {
-            if probe.is_none() && self.in_outage() {
+        if self.in_outage() {
+            let guard = tokio::select! {
+                biased;
+                () = stopped(stop) => return Flow::Stop,
+                guard = self.probe.lock() => guard,
+            };
+            // The outage may have ended while this lane queued for the probe.
+            let probe_at = self.health().probe_at();
+            if let Some(at) = probe_at {
                 tokio::select! {
                     biased;
                     () = stopped(stop) => return Flow::Stop,
-                    guard = self.probe.lock() => probe = Some(guard),
+                    () = tokio::time::sleep_until(at) => {}
                 }
-            }
-            let result = tokio::select! {
-                biased;
-                () = stopped(stop) => return Flow::Stop,
-                result = self.send(entry) => result,
-            };
-            let (after, reason) = match result {
-                Ok(created) => {
-                    drop(probe.take());
-                    return self.accepted(seq, entry, created, stop).await;
-                }
-                Err(SendError::Rejected { status, reason }) => {
-                    drop(probe.take());
-                    return self.rejected(seq, entry, status, reason, stop).await;
-                }
-                Err(SendError::Retry { after, reason }) => (after, reason),
-                Err(SendError::Unauthorized { status, reason }) => {
-                    let first = !std::mem::replace(&mut self.health().unauthorized, true);
-                    if first {
-                        tracing::error!(
-                            status,
-                            %reason,
-                            ticket_id = entry.ticket_id(),
-                            "{TOKEN_REFUSED}"
-                        );
-                    }
-                    self.status.update(|s| s.unauthorized = true);
-                    (None, format!("{TOKEN_REFUSED} ({reason})"))
-                }
-            };
-            let (attempt, unauthorized) = {
-                let mut health = self.health();
-                health.failures = health.failures.saturating_add(1);
-                (health.failures, health.unauthorized)
-            };
-            let delay = self.config.backoff.delay(attempts, after, &mut rand::rng());
-            attempts = attempts.saturating_add(1);
-            // Rate-limited: attempts 1, 2, 4, 8, … (the refused token logs its own error).
-            if attempt.is_power_of_two() && !unauthorized {
-                tracing::warn!(
-                    attempt,
-                    ticket_id = entry.ticket_id(),
-                    key = %entry.key,
-                    %reason,
-                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "central service unavailable, will retry"
-                );
-            } else {
-                tracing::debug!(attempt, %reason, "central service unavailable, will retry");
-            }
-            self.status.error(reason);
-            self.status.update(|s| {
-                s.retried += 1;
-                s.consecutive_failures = attempt;
-            });
-            if probe.is_none() {
-                match self.probe.try_lock() {
-                    Ok(guard) => probe = Some(guard),
-                    // Another lane probes: wait for it at the top of the loop.
-                    Err(_) => continue,
-                }
-            }
-            tokio::select! {
-                biased;
-                () = stopped(stop) => return Flow::Stop,
-                () = tokio::time::sleep(delay) => {}
+                probe = Some(guard);
             }
         }
+        let result = tokio::select! {
+            biased;
+            () = stopped(stop) => return Flow::Stop,
+            result = self.send(entry) => result,
+        };
+        let (after, reason) = match result {
+            Ok(accepted) => {
+                drop(probe);
+                return self.accepted(seq, entry, accepted, stop).await;
+            }
+            // A read answers this; a create, an event or a close never does. It is
+            // a 2xx all the same: delivered.
+            Err(SendError::Unreadable(problem)) => {
+                drop(probe);
+                return self.accepted(seq, entry, Accepted::Unreadable(problem), stop).await;
+            }
+            Err(SendError::Rejected { status, reason }) => {
+                drop(probe);
+                return self.rejected(seq, entry, status, reason, stop).await;
+            }
+            Err(SendError::Retry { after, reason }) => (after, reason),
+            Err(SendError::Unauthorized { status, reason }) => {
+                let first = !std::mem::replace(&mut self.health().unauthorized, true);
+                if first {
+                    tracing::error!(
+                        status,
+                        %reason,
+                        ticket_id = entry.ticket_id(),
+                        "{TOKEN_REFUSED}"
+                    );
+                }
+                self.status.update(|s| s.unauthorized = true);
+                (None, format!("{TOKEN_REFUSED} ({reason})"))
+            }
+        };
+        let ticket_id = entry.ticket_id();
+        let (failed, unauthorized) = {
+            let mut health = self.health();
+            let failed = health.failed(
+                ticket_id,
+                probe.is_some(),
+                after,
+                tokio::time::Instant::now(),
+                &self.config.backoff,
+                &mut rand::rng(),
+            );
+            (failed, health.unauthorized)
+        };
+        // The next probe is another lane's turn, once the outage's backoff allows.
+        drop(probe);
+        let retry_in_ms = u64::try_from(failed.retry_in.as_millis()).unwrap_or(u64::MAX);
+        // Rate-limited: attempts 1, 2, 4, 8, … of the outage, or of the ticket when
+        // it fails alone (the refused token logs its own error).
+        let count = if failed.outage { failed.streak } else { failed.attempts };
+        if unauthorized || !count.is_power_of_two() {
+            tracing::debug!(
+                ticket_id,
+                attempt = failed.attempts,
+                %reason,
+                "request failed, will retry"
+            );
+        } else if failed.outage {
+            tracing::warn!(
+                attempt = failed.streak,
+                ticket_id,
+                key = %entry.key,
+                %reason,
+                retry_in_ms,
+                "central service unavailable, will retry"
+            );
+        } else {
+            tracing::warn!(
+                attempt = failed.attempts,
+                ticket_id,
+                key = %entry.key,
+                %reason,
+                retry_in_ms,
+                "central service failed this ticket's request; will retry it, other tickets go on"
+            );
+        }
+        self.status.error(reason);
+        self.status.update(|s| {
+            s.retried += 1;
+            s.consecutive_failures = failed.streak;
+        });
+        Flow::Deferred
     }
 
     /// One attempt at sending an entry.
-    async fn send(&self, entry: &OutboxEntry) -> Result<Created, SendError> {
+    async fn send(&self, entry: &OutboxEntry) -> Result<Accepted<Created>, SendError> {
         match &entry.request {
             Request::Open { ticket } => self.client.open(ticket, &entry.key).await,
             Request::Event { ticket_id, event } => {
@@ -425,28 +494,29 @@ impl Dispatcher {
                 .client
                 .close(ticket_id, close)
                 .await
-                .map(|s| Created { ticket_id: s.ticket_id, number: s.number }),
+                .map(|a| a.map(|s| Created { ticket_id: s.ticket_id, number: s.number })),
         }
     }
 
-    /// True while the latest attempt anywhere failed for want of an answer.
+    /// True while the service counts as down.
     fn in_outage(&self) -> bool {
-        self.health().failures > 0
+        self.health().in_outage()
     }
 
-    /// The service answered past authentication: end any outage.
-    fn answered(&self) {
-        let (failures, unauthorized) = {
-            let mut health = self.health();
-            let was = (health.failures, health.unauthorized);
-            health.failures = 0;
-            health.unauthorized = false;
-            was
-        };
-        if unauthorized {
+    /// The service answered a request for `ticket_id` past authentication: the
+    /// ticket waits no more, any outage ends.
+    fn answered(&self, ticket_id: &str) {
+        let recovered = self.health().answered(ticket_id);
+        if recovered.was_unauthorized {
             tracing::info!("central service accepts the token again");
-        } else if failures > 0 {
-            tracing::info!(failed_attempts = failures, "central service reachable again");
+        } else if let Some(failed_attempts) = recovered.outage_failures {
+            tracing::info!(failed_attempts, "central service reachable again");
+        } else if recovered.ticket_attempts > 0 {
+            tracing::info!(
+                ticket_id,
+                failed_attempts = recovered.ticket_attempts,
+                "central service answered this ticket's request again"
+            );
         }
         self.status.update(|s| {
             s.consecutive_failures = 0;
@@ -454,23 +524,65 @@ impl Dispatcher {
         });
     }
 
+    /// Logs an answer that cannot be read: the 1st, 2nd, 4th, 8th… of its kind.
+    fn unreadable(&self, entry: &OutboxEntry, problem: &Unreadable) {
+        let request = match entry.request {
+            Request::Open { .. } => "create",
+            Request::Event { .. } => "event",
+            Request::Close { .. } => "close",
+        };
+        let count = {
+            let mut seen = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+            let kind = format!("{request} {} {}", problem.status, problem.kind);
+            let count = seen.entry(kind).or_default();
+            *count += 1;
+            *count
+        };
+        let (status, kind, detail) = (problem.status, problem.kind, &problem.detail);
+        if count.is_power_of_two() {
+            tracing::warn!(
+                request,
+                status,
+                kind,
+                %detail,
+                count,
+                ticket_id = entry.ticket_id(),
+                key = %entry.key,
+                "central service accepted the request but its answer cannot be read; \
+                 recorded as delivered without a ticket number"
+            );
+        } else {
+            tracing::debug!(request, status, kind, %detail, count, "unreadable answer");
+        }
+        self.status.update(|s| s.unreadable_answers += 1);
+    }
+
     async fn accepted(
         &self,
         seq: u64,
         entry: &OutboxEntry,
-        created: Created,
+        accepted: Accepted<Created>,
         stop: &mut Stopping,
     ) -> Flow {
-        self.answered();
         let ticket_id = entry.ticket_id().to_owned();
-        let number = created.number;
+        self.answered(&ticket_id);
+        let number = match accepted {
+            Accepted::Read(created) => Some(created.number),
+            Accepted::Unreadable(problem) => {
+                self.unreadable(entry, &problem);
+                None
+            }
+        };
         let (id, n) = (ticket_id.clone(), number.clone());
-        if let Err(error) = blocking(&self.store, move |s| s.delivered(seq, &id, Some(&n))).await {
+        if let Err(error) =
+            blocking(&self.store, move |s| s.delivered(seq, &id, n.as_deref())).await
+        {
             // Still in the outbox: it is sent again (same key, same ticket).
             return self.store_failed_flow("recording a delivery", &error, stop).await;
         }
         self.store_recovered();
         self.status.update(|s| s.sent += 1);
+        let number = number.as_deref().unwrap_or("unknown");
         match &entry.request {
             Request::Open { .. } => {
                 let key = &entry.key;
@@ -499,7 +611,7 @@ impl Dispatcher {
         reason: String,
         stop: &mut Stopping,
     ) -> Flow {
-        self.answered();
+        self.answered(entry.ticket_id());
         // The client's reason reads "422 Unprocessable Entity: <message>"; keep the
         // status visible even if a service sends no message.
         let reason = if reason.starts_with(&status.to_string()) {
@@ -578,6 +690,9 @@ where
     let result = tokio::task::spawn_blocking(move || call(&store)).await?;
     Ok(result?)
 }
+
+#[cfg(test)]
+mod foreign;
 
 #[cfg(test)]
 pub(crate) mod tests {

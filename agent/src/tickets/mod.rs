@@ -5,10 +5,12 @@
 //! - [`model`]: request and answer bodies, serialised in a stable field order.
 //! - [`client`]: [`CentralClient`]; every failure is a [`SendError`] that says
 //!   whether to retry (`Retry`, with the server's `Retry-After`), dead-letter
-//!   (`Rejected`) or hold the ticket until the token is fixed (`Unauthorized`).
+//!   (`Rejected`) or hold the ticket until the token is fixed (`Unauthorized`);
+//!   any 2xx to a create, event or close is [`Accepted`], its body read or not.
 //! - [`backoff`]: exponential backoff with full jitter, pure.
-//! - [`dispatcher`]: [`Dispatcher`] sends the store's outbox in order (retry,
-//!   dead-letter, hold on a refused token); counters in [`DispatcherStatus`].
+//! - [`dispatcher`]: [`Dispatcher`] sends the store's outbox in order per ticket
+//!   (retry, dead-letter, hold on a refused token; a ticket that keeps failing
+//!   holds back no other); counters in [`DispatcherStatus`].
 //! - [`sync`]: [`TicketSync`] polls held tickets and reports closed ones as
 //!   [`TicketClosed`].
 
@@ -19,7 +21,7 @@ pub use tend_wire::model;
 pub mod sync;
 
 pub use backoff::Backoff;
-pub use client::{CentralClient, ClientError, SendError};
+pub use client::{Accepted, CentralClient, ClientError, SendError, Unreadable};
 pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherSnapshot, DispatcherStatus};
 pub use model::{
     CloseRequest, Coverage, Created, Device, Diagnosis, EventKind, Evidence, FaultCategory,

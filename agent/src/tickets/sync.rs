@@ -19,9 +19,10 @@
 //! yet. The pipeline ignores a [`TicketClosed`] for a ticket it no longer holds.
 //!
 //! Failures: a 404 (the service lost the ticket) is logged once and the ticket is
-//! skipped; other refusals likewise. No answer, 5xx, 429 or a refused token ends the
-//! round; the next one starts after `interval` plus an exponential, jittered extra
-//! delay (at least the server's `Retry-After`).
+//! skipped; other refusals likewise, and a 2xx answer that cannot be read (it is
+//! about that ticket only: the others are still asked). No answer, 5xx, 429 or a
+//! refused token ends the round; the next one starts after `interval` plus an
+//! exponential, jittered extra delay (at least the server's `Retry-After`).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -113,7 +114,8 @@ pub struct TicketSync {
     config: SyncConfig,
     /// Tickets reported closed in this run (not reported again).
     reported: HashSet<String>,
-    /// Tickets the service refused to show (logged once).
+    /// Tickets the service refused to show, or showed in an answer that cannot be
+    /// read (logged once).
     refused: HashSet<String>,
     /// Failed rounds in a row.
     failures: u32,
@@ -217,6 +219,17 @@ impl TicketSync {
                             "the central service refused to show this ticket; skipping it"
                         };
                         tracing::error!(%ticket_id, %number, %reason, "{what}");
+                    }
+                    continue;
+                }
+                Err(SendError::Unreadable(problem)) => {
+                    if self.refused.insert(ticket_id.clone()) {
+                        tracing::error!(
+                            %ticket_id,
+                            %number,
+                            %problem,
+                            "the central service's answer about this ticket cannot be read; skipping it"
+                        );
                     }
                     continue;
                 }

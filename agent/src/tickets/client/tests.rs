@@ -52,7 +52,10 @@ async fn open_event_get_close() -> anyhow::Result<()> {
     // A ticket id with a slash, a space and non-ASCII travels as one path segment.
     let id = "huaihai-138/swh-roof-01/tank leak/1 水";
     let created = central.open(&ticket(id)?, "huaihai-138/swh-roof-01/tank_leak/1").await?;
-    assert_eq!(created, Created { ticket_id: id.into(), number: "T-000001".into() });
+    assert_eq!(
+        created,
+        Accepted::Read(Created { ticket_id: id.into(), number: "T-000001".into() })
+    );
     let again = central.open(&ticket(id)?, "huaihai-138/swh-roof-01/tank_leak/1").await?;
     assert_eq!(again, created);
 
@@ -66,12 +69,12 @@ async fn open_event_get_close() -> anyhow::Result<()> {
 
     let status = central.get(id).await?;
     assert_eq!((status.status, status.number.as_str()), (Status::Open, "T-000001"));
-    assert_eq!(central.acknowledge(id).await?.status, Status::Acknowledged);
+    assert_eq!(central.acknowledge(id).await?.read()?.status, Status::Acknowledged);
     let close = CloseRequest {
         resolution: "Gasket replaced".into(),
         closed_at: time("2026-11-22T15:00:00+08:00")?,
     };
-    let closed = central.close(id, &close).await?;
+    let closed = central.close(id, &close).await?.read()?;
     assert_eq!(closed.status, Status::Closed);
     assert_eq!(central.get(id).await?.closed_at, Some(close.closed_at));
 
@@ -131,7 +134,7 @@ async fn failures_are_classified() -> anyhow::Result<()> {
     assert!(matches!(error, Some(SendError::Rejected { status: 409, .. })), "{error:?}");
 
     // Nothing above created a ticket.
-    assert_eq!(central.open(&ticket("a")?, "k").await?.number, "T-000001");
+    assert_eq!(central.open(&ticket("a")?, "k").await?.read()?.number, "T-000001");
     server.stop().await
 }
 
@@ -150,9 +153,9 @@ async fn a_timeout_is_retried_and_the_retry_finds_the_ticket() -> anyhow::Result
     server.control.clear();
     // The first request was committed although its answer never came: the retry
     // gets the same ticket, and no second one exists.
-    let created = slow.open(&ticket("a")?, "k").await?;
+    let created = slow.open(&ticket("a")?, "k").await?.read()?;
     assert_eq!(created.number, "T-000001");
-    assert_eq!(slow.open(&ticket("b")?, "k2").await?.number, "T-000002");
+    assert_eq!(slow.open(&ticket("b")?, "k2").await?.read()?.number, "T-000002");
     server.stop().await
 }
 
@@ -238,4 +241,32 @@ fn answers_are_classified_by_status() {
     );
     let empty = classify(StatusCode::NOT_FOUND, None, b"");
     assert_eq!(empty, SendError::Rejected { status: 404, reason: "404 Not Found".into() });
+}
+
+#[test]
+fn unreadable_answers_say_what_kind_of_problem() {
+    let unreadable = |body: &[u8]| {
+        let error = serde_json::from_slice::<Created>(body).err();
+        error.map(|e| Unreadable::new(StatusCode::CREATED, &e, body))
+    };
+    let kind = |body: &[u8]| unreadable(body).map(|u| u.kind);
+    assert_eq!(kind(b""), Some("empty body"));
+    assert_eq!(kind(b"  \n"), Some("empty body"));
+    assert_eq!(kind(b"<html>Created</html>"), Some("not JSON"));
+    assert_eq!(kind(br#"{"ticket_id":"a","#), Some("not JSON"));
+    assert_eq!(kind(br#"{"id":5}"#), Some("unexpected JSON"));
+    assert_eq!(kind(br#"{"ticket_id":"a","number":1.5}"#), Some("unexpected JSON"));
+    assert_eq!(kind(br#"{"ticket_id":"a","number":15}"#), None, "an integer is a number");
+    let long = format!("<html>{}</html>", "x".repeat(5000));
+    let problem = unreadable(long.as_bytes());
+    assert!(
+        problem.as_ref().is_some_and(|p| p.status == 201 && p.detail.len() < 400),
+        "{problem:?}"
+    );
+    let error = SendError::Unreadable(unreadable(b"").unwrap_or_else(|| unreachable!()));
+    assert!(!error.is_retryable());
+    assert_eq!(error.status(), Some(201));
+    assert!(
+        error.to_string().contains("answered 201 with a body that cannot be read (empty body)")
+    );
 }

@@ -1,0 +1,366 @@
+//! The dispatcher against a foreign ticketing system: an axum server in the test
+//! that answers as services other than the reference one do (integer ticket
+//! numbers, bodies that are not the API's answer, a 500 for one ticket only).
+//! Regression tests of issue 15, finding 3, named after the attack.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::tests::{Agent, Running, TOKEN, event, eventually, fast, fault, open};
+use super::*;
+use crate::tickets::model::EventKind;
+
+/// How the foreign service answers a request about `ticket_id`, the number it gave
+/// that ticket: status and body.
+type Answer = Arc<dyn Fn(&str, u64) -> (StatusCode, String) + Send + Sync>;
+
+/// What the foreign service saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Requests per ticket id (creates and events), whatever was answered.
+    requests: HashMap<String, u32>,
+    /// The number each ticket id got, on its first request.
+    numbers: HashMap<String, u64>,
+    /// Tickets whose creation was answered 2xx (an event for any other is a 404).
+    created: HashSet<String>,
+    /// Idempotency keys of the accepted events, per ticket, in arrival order.
+    events: HashMap<String, Vec<String>>,
+    /// Requests answered 5xx so far.
+    failed: u32,
+    /// Requests being answered now.
+    in_flight: u32,
+    /// The most requests in flight with a failing one, after `outage_after` 5xx
+    /// answers.
+    most_in_outage: u32,
+}
+
+/// The shared state of the foreign service's handlers.
+#[derive(Clone)]
+struct Shared {
+    seen: Arc<Mutex<Seen>>,
+    answer: Answer,
+    /// How long each answer takes.
+    delay: Duration,
+    /// After this many 5xx answers, `most_in_outage` is measured.
+    outage_after: u32,
+}
+
+impl Shared {
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts the request, decides the answer, waits `delay`, answers; `accepted`
+    /// runs on a 2xx answer.
+    async fn answer(&self, ticket_id: &str, accepted: impl FnOnce(&mut Seen)) -> Response {
+        let (status, body) = {
+            let mut seen = self.seen();
+            *seen.requests.entry(ticket_id.to_owned()).or_default() += 1;
+            let next = seen.numbers.len() as u64 + 1;
+            let number = *seen.numbers.entry(ticket_id.to_owned()).or_insert(next);
+            seen.in_flight += 1;
+            let (status, body) = (self.answer)(ticket_id, number);
+            seen.outage_overlap(status, self.outage_after);
+            (status, body)
+        };
+        tokio::time::sleep(self.delay).await;
+        let mut seen = self.seen();
+        seen.outage_overlap(status, self.outage_after);
+        seen.in_flight -= 1;
+        if status.is_success() {
+            accepted(&mut seen);
+        } else if status.is_server_error() {
+            seen.failed += 1;
+        }
+        (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+impl Seen {
+    /// When a request that fails (`status`) arrives or is answered, after
+    /// `outage_after` failures: how many requests are in flight with it.
+    fn outage_overlap(&mut self, status: StatusCode, outage_after: u32) {
+        if status.is_server_error() && self.failed >= outage_after {
+            self.most_in_outage = self.most_in_outage.max(self.in_flight);
+        }
+    }
+}
+
+async fn create(State(shared): State<Shared>, body: Bytes) -> Response {
+    let ticket_id = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("ticket_id").and_then(|id| id.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let id = ticket_id.clone();
+    shared
+        .answer(&ticket_id, move |seen| {
+            seen.created.insert(id);
+        })
+        .await
+}
+
+async fn add_event(
+    State(shared): State<Shared>,
+    Path(ticket_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !shared.seen().created.contains(&ticket_id) {
+        let body = r#"{"error":"no such ticket"}"#;
+        return (StatusCode::NOT_FOUND, [(CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    let key = headers
+        .get(crate::tickets::client::IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let id = ticket_id.clone();
+    shared
+        .answer(&ticket_id, move |seen| {
+            seen.events.entry(id).or_default().push(key);
+        })
+        .await
+}
+
+/// A foreign ticketing system on 127.0.0.1.
+struct Foreign {
+    url: String,
+    shared: Shared,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Foreign {
+    async fn start(answer: Answer) -> anyhow::Result<Self> {
+        Self::start_with(answer, Duration::ZERO, u32::MAX).await
+    }
+
+    async fn start_with(
+        answer: Answer,
+        delay: Duration,
+        outage_after: u32,
+    ) -> anyhow::Result<Self> {
+        let shared = Shared { seen: Arc::default(), answer, delay, outage_after };
+        let app = Router::new()
+            .route("/api/v1/tickets", post(create))
+            .route("/api/v1/tickets/{ticket_id}/events", post(add_event))
+            .with_state(shared.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Self { url, shared, stop, task })
+    }
+
+    fn client(&self) -> anyhow::Result<CentralClient> {
+        Ok(CentralClient::new(&self.url, TOKEN, Duration::from_secs(5))?)
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.shared.seen()
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), self.task).await???;
+        Ok(())
+    }
+}
+
+/// `count` tickets `swh-01`…, each opened and then recovered, queued in that order.
+fn tickets_with_events(count: usize) -> anyhow::Result<Vec<OutboxEntry>> {
+    let mut entries = Vec::new();
+    for n in 1..=count {
+        entries.push(open(fault(&format!("swh-{n:02}"), 2)?));
+    }
+    for n in 1..=count {
+        entries.push(event(&format!("swh-{n:02}"), "recovered", EventKind::Recovered)?);
+    }
+    Ok(entries)
+}
+
+fn ticket_id(device: &str) -> String {
+    format!("huaihai-138/{device}/tank_leak/1")
+}
+
+/// Most ticketing systems number their tickets with integers: `"number": 17`.
+#[tokio::test]
+async fn integer_ticket_numbers_are_accepted() -> anyhow::Result<()> {
+    let foreign = Foreign::start(Arc::new(|ticket_id, number| {
+        (
+            StatusCode::CREATED,
+            serde_json::json!({"ticket_id": ticket_id, "number": number}).to_string(),
+        )
+    }))
+    .await?;
+    let agent = Agent::new()?;
+    let entries = tickets_with_events(35)?;
+    agent.queue(&entries)?;
+    let running = Running::start(&agent.store, foreign.client()?, fast());
+    eventually("all 35 tickets and their events are delivered", || {
+        agent.store.outbox_len() == 0 && running.status.snapshot().sent == 70
+    })
+    .await?;
+    let held = agent.store.open_tickets()?;
+    assert_eq!(held.len(), 35);
+    {
+        let seen = foreign.seen();
+        for (ticket_id, ticket) in &held {
+            let number = seen.numbers.get(ticket_id).map(u64::to_string);
+            assert_eq!(ticket.number, number, "{ticket_id}: the number, as decimal text");
+            assert_eq!(seen.requests.get(ticket_id), Some(&2), "{ticket_id}: sent once each");
+            assert_eq!(seen.events.get(ticket_id).map(Vec::len), Some(1), "{ticket_id}");
+        }
+    }
+    let status = running.status.snapshot();
+    assert_eq!((status.retried, status.dead_lettered), (0, 0), "{status:?}");
+    running.stop().await?;
+    foreign.stop().await
+}
+
+/// A service that accepts the request but answers with something else than
+/// `{"ticket_id", "number"}`: an empty body, HTML, JSON of its own shape, a number
+/// that is neither a string nor an integer.
+#[tokio::test]
+async fn a_2xx_with_an_unreadable_body_is_delivered_not_retried() -> anyhow::Result<()> {
+    let foreign = Foreign::start(Arc::new(|ticket_id, number| {
+        let body = match number % 4 {
+            0 => String::new(),
+            1 => "<html><body>Ticket created</body></html>".into(),
+            2 => serde_json::json!({"id": number, "ok": true}).to_string(),
+            _ => serde_json::json!({"ticket_id": ticket_id, "number": 1.5}).to_string(),
+        };
+        let status = if number % 2 == 0 { StatusCode::OK } else { StatusCode::CREATED };
+        (status, body)
+    }))
+    .await?;
+    let agent = Agent::new()?;
+    agent.queue(&tickets_with_events(12)?)?;
+    let running = Running::start(&agent.store, foreign.client()?, fast());
+    eventually("everything is delivered", || {
+        agent.store.outbox_len() == 0 && running.status.snapshot().sent == 24
+    })
+    .await?;
+    {
+        let seen = foreign.seen();
+        assert_eq!(seen.requests.len(), 12);
+        for (ticket_id, requests) in &seen.requests {
+            assert_eq!(*requests, 2, "{ticket_id}: one create and one event, each sent once");
+        }
+    }
+    let held = agent.store.open_tickets()?;
+    assert!(held.values().all(|t| t.number.is_none()), "no number could be read: {held:?}");
+    let status = running.status.snapshot();
+    assert_eq!((status.retried, status.dead_lettered), (0, 0), "{status:?}");
+    running.stop().await?;
+    assert!(agent.store.dead_letters()?.is_empty());
+    foreign.stop().await
+}
+
+/// A service that fails every request about one ticket (a 500 with an HTML page):
+/// the other tickets, and their events, still go out.
+#[tokio::test]
+async fn one_failing_ticket_does_not_hold_back_the_others() -> anyhow::Result<()> {
+    let bad = ticket_id("swh-03");
+    let poisoned = bad.clone();
+    let foreign = Foreign::start(Arc::new(move |ticket_id, number| {
+        if ticket_id == poisoned {
+            let page = "<html><body><h1>500 Internal Server Error</h1></body></html>";
+            (StatusCode::INTERNAL_SERVER_ERROR, page.into())
+        } else {
+            // String numbers: only the failing ticket is foreign here.
+            let body = serde_json::json!({"ticket_id": ticket_id, "number": format!("F-{number}")});
+            (StatusCode::CREATED, body.to_string())
+        }
+    }))
+    .await?;
+    let agent = Agent::new()?;
+    agent.queue(&tickets_with_events(35)?)?;
+    let running = Running::start(&agent.store, foreign.client()?, fast());
+    eventually("all but the failing ticket are delivered", || {
+        agent.store.outbox_len() == 2 && running.status.snapshot().sent == 68
+    })
+    .await?;
+    eventually("the failing ticket is retried", || {
+        foreign.seen().requests.get(&bad).is_some_and(|n| *n >= 3)
+    })
+    .await?;
+    running.stop().await?;
+    {
+        let seen = foreign.seen();
+        for n in 1..=35 {
+            let id = ticket_id(&format!("swh-{n:02}"));
+            if id == bad {
+                assert!(!seen.created.contains(&id));
+                assert!(!seen.events.contains_key(&id), "its event waits for its creation");
+            } else {
+                assert!(seen.created.contains(&id), "{id}");
+                assert_eq!(seen.events.get(&id).map(Vec::len), Some(1), "{id}");
+            }
+        }
+    }
+    // Still queued, in order: the creation, then the event.
+    let left = agent.store.outbox(10)?;
+    let kinds: Vec<_> =
+        left.iter().map(|(_, e)| (e.ticket_id().to_owned(), e.key.clone())).collect();
+    assert_eq!(kinds, [(bad.clone(), bad.clone()), (bad.clone(), format!("{bad}/recovered"))]);
+    assert!(agent.store.dead_letters()?.is_empty());
+    foreign.stop().await
+}
+
+/// The probe rule still holds for a service that is really down: once failures
+/// came from several tickets, one request at a time goes out until one succeeds.
+#[tokio::test]
+async fn an_outage_is_probed_one_request_at_a_time() -> anyhow::Result<()> {
+    let down = Arc::new(AtomicBool::new(true));
+    let is_down = Arc::clone(&down);
+    let config = DispatcherConfig { batch: 64, in_flight: 4, ..fast() };
+    let foreign = Foreign::start_with(
+        Arc::new(move |ticket_id, number| {
+            if is_down.load(Ordering::SeqCst) {
+                (StatusCode::SERVICE_UNAVAILABLE, "<html>down for maintenance</html>".into())
+            } else {
+                let number = format!("F-{number}");
+                let body = serde_json::json!({"ticket_id": ticket_id, "number": number});
+                (StatusCode::CREATED, body.to_string())
+            }
+        }),
+        Duration::from_millis(10),
+        // The requests in flight when the outage began are left to finish.
+        3 * 4,
+    )
+    .await?;
+    let agent = Agent::new()?;
+    agent.queue(&tickets_with_events(12)?)?;
+    let running = Running::start(&agent.store, foreign.client()?, config);
+    eventually("the outage was probed a while", || foreign.seen().failed >= 30).await?;
+    down.store(false, Ordering::SeqCst);
+    eventually("everything is delivered", || agent.store.outbox_len() == 0).await?;
+    running.stop().await?;
+    {
+        let seen = foreign.seen();
+        assert_eq!(seen.most_in_outage, 1, "one probe at a time during the outage");
+        assert_eq!(seen.created.len(), 12);
+        assert!(seen.events.values().all(|keys| keys.len() == 1), "{:?}", seen.events);
+    }
+    assert!(agent.store.dead_letters()?.is_empty());
+    foreign.stop().await
+}
