@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::ingest::event_time::event_time_ms;
-use crate::pipeline::{Counters, Incoming, Pipeline, plugin_limits};
+use crate::pipeline::{Clock, Counters, Incoming, Pipeline, plugin_limits};
 use crate::plugins::{LoadError, PluginEngine, PluginSet, PluginSource};
 use crate::store::{OutboxEntry, Store};
 use crate::trace::read_trace_bytes;
@@ -75,6 +75,10 @@ pub struct ReplaySummary {
 /// `tend replay`: the live pipeline over a recorded trace, in event time ("now" is the
 /// largest `ts` seen), with a throw-away store; prints every request as a JSON line
 /// and sends nothing. The same trace always gives the same bytes.
+///
+/// The clock starts at the trace's first `ts` (interfaces.md, "Time in replay"): the
+/// lines before it (typically each device's retained `status` "online") wait and take
+/// effect at that first `ts`; no timer, schedule or offline check runs before it.
 pub fn replay(
     config: &Config,
     trace: impl BufRead,
@@ -84,9 +88,10 @@ pub fn replay(
     let cache = config.plugins.cache_dir.clone();
     let plugins = load_plugins(config, Some(&cache)).map_err(load_errors)?;
     let store = Store::scratch(scratch.path()).context("opening the replay's scratch store")?;
-    let mut plugins = Some(plugins);
-    let mut store = Some(store);
+    let mut parts = Some((plugins, store));
     let mut pipeline: Option<Pipeline> = None;
+    // Lines read before the clock started, in order.
+    let mut waiting: Vec<Incoming> = Vec::new();
     let mut watermark = i64::MIN;
     let mut summary = ReplaySummary::default();
     for item in read_trace_bytes(trace) {
@@ -102,25 +107,49 @@ pub fn replay(
         if let Ok(ts) = event_time_ms(&payload) {
             watermark = watermark.max(ts);
         }
-        let now = if watermark == i64::MIN { 0 } else { watermark };
-        let p = match pipeline.as_mut() {
-            Some(p) => p,
-            None => {
-                // Devices that never publish go offline `offline_after` after the first
-                // message of the trace (interfaces.md).
-                let (Some(pl), Some(st)) = (plugins.take(), store.take()) else { break };
-                pipeline.insert(Pipeline::new(config, pl, st, now)?)
+        let line = Incoming { topic, payload, arrival_ms: watermark };
+        if pipeline.is_none() {
+            if watermark == i64::MIN {
+                // The clock has not started.
+                waiting.push(line);
+                continue;
             }
-        };
-        let entries = p.process(vec![Incoming { topic, payload, arrival_ms: now }])?;
-        write_requests(&entries, out)?;
-        summary.requests += entries.len() as u64;
+            // The first `ts`: the clock starts. Devices that never publish go offline
+            // `offline_after` after it (interfaces.md).
+            let Some((plugins, store)) = parts.take() else { break };
+            let p = pipeline.insert(Pipeline::with_clock(
+                config,
+                plugins,
+                store,
+                watermark,
+                Clock::Replay,
+            )?);
+            for early in waiting.drain(..) {
+                let early = Incoming { arrival_ms: watermark, ..early };
+                summary.requests += replay_step(p, early, out)?;
+            }
+        }
+        let Some(p) = pipeline.as_mut() else { break };
+        summary.requests += replay_step(p, line, out)?;
+    }
+    if !waiting.is_empty() {
+        tracing::warn!(
+            lines = waiting.len(),
+            "the trace has no `ts`: its clock never started, so none of its lines took effect"
+        );
     }
     if let Some(p) = &pipeline {
         summary.counters = p.counters();
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// Processes one line of a replay and prints its requests; returns how many.
+fn replay_step(p: &mut Pipeline, line: Incoming, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let entries = p.process(vec![line])?;
+    write_requests(&entries, out)?;
+    Ok(entries.len() as u64)
 }
 
 /// Prints requests as replay lines.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use tend_agent::pipeline::{Incoming, Pipeline};
 use tend_agent::store::{OutboxEntry, Store};
-use tend_tests::site::{TestSite, fixture, test_site_with};
+use tend_tests::site::{TestSite, fixture, test_site, test_site_with};
 
 fn pipeline(site: &TestSite, data: &std::path::Path, start_ms: i64) -> Pipeline {
     let config = tend_agent::config::Config::load(&site.config).unwrap();
@@ -275,4 +275,71 @@ fn inspections_due_for_hundreds_of_devices_at_first_start_are_all_committed() {
         })
         .count();
     assert_eq!(with_open, 600, "each record stored with its open inspection");
+}
+
+/// Issue 15, finding 2: a device whose clock ran a day ahead for 64 readings filled
+/// its redelivery window with times no correct reading could pass: every correct
+/// reading after it was dropped as a redelivery (its faults never judged). Live, a
+/// `ts` more than `ingest.max_clock_skew` (default 5 min) ahead of arrival is now
+/// invalid: counted, never judged, never remembered; it still proves the device is
+/// online.
+#[test]
+fn a_clock_far_ahead_does_not_blind_the_redelivery_check() {
+    let site =
+        test_site("http://127.0.0.1:9", "mqtt://127.0.0.1:1", "[inspections]\nenabled = false\n")
+            .unwrap();
+    const MIN: i64 = 60_000;
+    const DAY: i64 = 86_400_000;
+    let t0: jiff::Timestamp = "2026-11-23T01:00:00Z".parse().unwrap();
+    let t0 = t0.as_millisecond();
+    let topic = "tend/test-site/door-1/telemetry";
+    let reading = |ts: i64, arrival_ms: i64, tamper: bool| Incoming {
+        topic: topic.into(),
+        payload: format!(
+            "{{\"ts\":{ts},\"door_open\":false,\"locked\":true,\"fire_door\":false,\
+             \"battery_v\":13.3,\"mains_ok\":true,\"tamper\":{tamper},\"cycles_total\":48210}}"
+        )
+        .into_bytes(),
+        arrival_ms,
+    };
+    // 64 readings stamped a day ahead, a minute apart, then two hours of correct ones;
+    // the cover is opened (tamper) for five minutes in the second hour.
+    let mut msgs: Vec<Incoming> =
+        (0..64).map(|i| reading(t0 + i * MIN + DAY, t0 + i * MIN, false)).collect();
+    let tamper_from = t0 + 100 * MIN;
+    for i in 64..184 {
+        let at = t0 + i * MIN;
+        msgs.push(reading(at, at, (tamper_from..tamper_from + 5 * MIN).contains(&at)));
+    }
+    let end = msgs.last().unwrap().arrival_ms;
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(&site, dir.path(), t0);
+    let mut sent = Vec::new();
+    for chunk in msgs.chunks(8) {
+        sent.extend(p.process(chunk.to_vec()).unwrap());
+    }
+    let keys: Vec<&str> = sent.iter().map(|e| e.key.as_str()).collect();
+    let door: Vec<&str> = keys.iter().copied().filter(|k| k.contains("/door-1/")).collect();
+
+    // The correct readings are judged: the tamper opens a ticket, dated by them.
+    let tamper = sent
+        .iter()
+        .find(|e| e.key == "test-site/door-1/tamper/1")
+        .unwrap_or_else(|| panic!("no tamper ticket: {keys:#?}"));
+    let opened: jiff::Timestamp = tamper.body()["opened_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(opened.as_millisecond(), tamper_from);
+    assert!(
+        door.iter().any(|k| k.starts_with("test-site/door-1/tamper/1/recovered/")),
+        "{door:#?}"
+    );
+    // Still sending: never offline (the readings a day ahead still prove it online).
+    assert!(!door.iter().any(|k| k.contains("device_offline")), "{door:#?}");
+    // The readings a day ahead are counted as invalid, and are not remembered.
+    let c = p.counters();
+    assert_eq!(c.invalid, 64, "{c:?}");
+    assert_eq!(c.future, 64, "{c:?}");
+    assert_eq!(c.duplicates, 0, "{c:?}");
+    let rec = &p.store().devices().unwrap()["door-1"].record;
+    assert!(rec.recent.pairs().iter().all(|&(ts, _)| ts <= end), "{:?}", rec.recent.pairs());
+    assert!(rec.alarms.last_seen() <= end);
 }

@@ -205,3 +205,71 @@ fn a_quarantined_plugin_raises_plugin_failure_for_its_devices_and_spares_the_oth
     assert!(failure["body"]["description"].as_str().unwrap().contains("quarantined"));
     assert!(lines.iter().any(|l| l["idempotency_key"] == "test-site/door-1/tamper/1"));
 }
+
+/// Issue 15, finding 4: a trace starting with the devices' retained `status` lines
+/// (the normal case) started replay's clock at 1970: every device got a
+/// `device_offline` ticket dated 1970-01-01 and inspections looked overdue at once.
+/// The clock now starts at the first `ts`; the lines before it take effect then.
+#[test]
+fn a_replay_starting_with_retained_status_lines_starts_its_clock_at_the_first_ts() {
+    let site = test_site("http://127.0.0.1:9", "mqtt://127.0.0.1:1", "").unwrap();
+    // Every device's retained "online" first, then the door's telemetry (a tamper
+    // episode, 20 minutes); the solar heater and the AV system stay silent.
+    let mut trace = String::new();
+    for device in ["swh-1", "door-1", "av-1"] {
+        trace.push_str(&format!(
+            "{{\"topic\":\"tend/test-site/{device}/status\",\"payload\":\"online\"}}\n"
+        ));
+    }
+    trace.push_str(&std::fs::read_to_string(fixture("door-controller", "tamper")).unwrap());
+    let first_ts: jiff::Timestamp = "2026-11-23T09:00:00+08:00".parse().unwrap();
+    let trace_file = site.dir.path().join("trace.jsonl");
+    std::fs::write(&trace_file, &trace).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["replay", "--config"])
+        .arg(&site.config)
+        .arg(&trace_file)
+        .env_remove("TEND_CENTRAL_URL")
+        .env_remove("TEND_INVENTORY")
+        .env_remove("TEND_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let keys: Vec<&str> = lines.iter().map(|l| l["idempotency_key"].as_str().unwrap()).collect();
+
+    // No request carries a time before the first `ts`.
+    fn times(v: &serde_json::Value, out: &mut Vec<jiff::Timestamp>) {
+        match v {
+            serde_json::Value::String(s) => out.extend(s.parse::<jiff::Timestamp>().ok()),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| times(v, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| times(v, out)),
+            _ => {}
+        }
+    }
+    for l in &lines {
+        let mut found = Vec::new();
+        times(&l["body"], &mut found);
+        for t in found {
+            assert!(t >= first_ts, "{t} is before the trace's first ts {first_ts}: {l:#}");
+        }
+    }
+    // The door publishes all along: never offline; its tamper episode as usual.
+    assert!(!keys.iter().any(|k| k.starts_with("test-site/door-1/device_offline")), "{text}");
+    assert!(keys.contains(&"test-site/door-1/tamper/1"), "{text}");
+    // Nothing is overdue at the start.
+    assert!(!keys.iter().any(|k| k.contains("overdue")), "{text}");
+    // The silent ones go offline `offline_after` (5 min) after the first ts, when
+    // their retained "online" took effect.
+    for device in ["swh-1", "av-1"] {
+        let key = format!("test-site/{device}/device_offline/1");
+        let opened = lines
+            .iter()
+            .find(|l| l["idempotency_key"] == key.as_str())
+            .unwrap_or_else(|| panic!("no {key}: {text}"));
+        let at: jiff::Timestamp = opened["body"]["opened_at"].as_str().unwrap().parse().unwrap();
+        assert_eq!(at.duration_since(first_ts), jiff::SignedDuration::from_mins(5), "{key}");
+    }
+}

@@ -36,9 +36,9 @@ use jiff::civil::Date;
 pub use error::{ConfigErrors, Problem};
 pub use inventory::{Device, Inventory, is_valid_id};
 pub use model::{
-    Alarms, Api, Broker, Calendar, Central, ClientAuth, Config, DEFAULT_OFFLINE_AFTER, Due,
-    Inspections, LevelSla, Log, LogFormat, Mqtt, Offline, Pin, PlanOverride, Plugins, Protocol,
-    Secret, Sla, Store, Warranty,
+    Alarms, Api, Broker, Calendar, Central, ClientAuth, Config, DEFAULT_MAX_CLOCK_SKEW,
+    DEFAULT_OFFLINE_AFTER, Due, Ingest, Inspections, LevelSla, Log, LogFormat, Mqtt, Offline, Pin,
+    PlanOverride, Plugins, Protocol, Secret, Sla, Store, Warranty,
 };
 pub use topic::MqttUrl;
 pub use validate::ENV_OVERRIDES;

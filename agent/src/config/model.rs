@@ -24,6 +24,8 @@ pub struct Config {
     pub inventory: Inventory,
     /// The MQTT connection the devices publish to.
     pub mqtt: Mqtt,
+    /// What the agent accepts from the devices.
+    pub ingest: Ingest,
     /// The embedded MQTT broker.
     pub broker: Broker,
     /// The central ticket service.
@@ -114,6 +116,18 @@ pub struct ClientAuth {
     pub cert: PathBuf,
     /// Private key.
     pub key: PathBuf,
+}
+
+/// The default of `ingest.max_clock_skew`.
+pub const DEFAULT_MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
+
+/// `[ingest]`: what the agent accepts from the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingest {
+    /// Live, how far a reading's `ts` may be ahead of its arrival; beyond it the
+    /// reading is invalid (a device clock that far ahead would blind the redelivery
+    /// check to its later, correct readings). `None`: no limit ("off").
+    pub max_clock_skew: Option<SignedDuration>,
 }
 
 /// `[broker]`: the embedded MQTT broker.

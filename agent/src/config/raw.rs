@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::model::{LogFormat, Protocol};
-use super::values::{DateValue, Due, Dur, Holiday, HoursValue, WeekdayName};
+use super::model::{DEFAULT_MAX_CLOCK_SKEW, LogFormat, Protocol};
+use super::values::{DateValue, Due, Dur, Holiday, HoursValue, Limit, WeekdayName};
 use crate::maintenance::Span;
 
 /// The whole `agent.toml`.
@@ -21,6 +21,8 @@ pub(crate) struct RawConfig {
     pub inventory: String,
     /// The MQTT connection the devices publish to.
     pub mqtt: RawMqtt,
+    /// What the agent accepts from the devices.
+    pub ingest: RawIngest,
     /// The embedded MQTT broker (for small sites and the demo).
     pub broker: RawBroker,
     /// The central ticket service.
@@ -52,6 +54,7 @@ impl Default for RawConfig {
         Self {
             inventory: default_inventory(),
             mqtt: RawMqtt::default(),
+            ingest: RawIngest::default(),
             broker: RawBroker::default(),
             central: RawCentral::default(),
             store: RawStore::default(),
@@ -137,6 +140,29 @@ fn default_keep_alive() -> Dur {
 
 fn default_topic() -> String {
     "tend/{site}/{device_id}/{kind}".to_owned()
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawIngest {
+    /// Live, a reading whose `ts` is more than this ahead of its arrival is invalid:
+    /// counted (`invalid`, and `future`), logged once per device and period, never
+    /// judged and never remembered; it still proves the device online. A clock that
+    /// far ahead would otherwise make the device's later, correct readings look
+    /// older than the ones it already sent, and be dropped as redeliveries. At least
+    /// 1s, or "off" (accept any `ts`). Replay has no arrival clock and never checks.
+    pub max_clock_skew: Limit,
+}
+
+impl Default for RawIngest {
+    fn default() -> Self {
+        Self { max_clock_skew: default_max_clock_skew() }
+    }
+}
+
+fn default_max_clock_skew() -> Limit {
+    Limit(Some(Dur(DEFAULT_MAX_CLOCK_SKEW)))
 }
 
 /// `[broker]`

@@ -101,6 +101,7 @@ fn example_files_parse_and_validate() -> TestResult {
     assert_eq!(c.mqtt.url.to_string(), "mqtt://127.0.0.1:1883");
     assert_eq!(c.mqtt.client_id, "tend-huaihai-138");
     assert_eq!(c.mqtt.topic, "tend/{site}/{device_id}/{kind}");
+    assert_eq!(c.ingest.max_clock_skew, Some(SignedDuration::from_mins(5)));
     assert_eq!(c.central.url, "http://127.0.0.1:8080");
     assert_eq!(c.store.data_dir, Path::new("configs/../target/tend-data"));
     assert_eq!(c.plugins.dir, Path::new("configs/../target/plugins"));
@@ -159,6 +160,8 @@ fn minimal_config_takes_the_defaults() -> TestResult {
     assert_eq!(c.mqtt.protocol, Protocol::V311);
     assert_eq!(c.mqtt.keep_alive, SignedDuration::from_secs(30));
     assert_eq!(c.mqtt.client_id, "tend-s1");
+    assert_eq!(c.ingest.max_clock_skew, Some(DEFAULT_MAX_CLOCK_SKEW));
+    assert_eq!(DEFAULT_MAX_CLOCK_SKEW, SignedDuration::from_mins(5));
     assert!(!c.broker.enabled);
     assert_eq!(c.central.timeout, SignedDuration::from_secs(10));
     assert_eq!(c.central.backoff_max, SignedDuration::from_mins(5));
@@ -244,7 +247,7 @@ commissioned = "2025-13-01"
         "/site/agent.toml: calendar.hours: `18:00-09:00` is not working hours like \"09:00-18:00\": the end must be after the start (line 22)",
         "/site/agent.toml: calendar.workdays: `funday` is not a weekday: write mon, tue, wed, thu, fri, sat or sun (line 21)",
         "/site/agent.toml: central.timeout: invalid type: integer `10`, expected a duration like \"30s\", \"10m\" or \"7d\" (line 11)",
-        "/site/agent.toml: colour: unknown key `colour`, expected one of `inventory`, `mqtt`, `broker`, `central`, `store`, `plugins`, `alarms`, `offline`, `sla`, `calendar`, `inspections`, `warranty`, `log`, `api` (line 2)",
+        "/site/agent.toml: colour: unknown key `colour`, expected one of `inventory`, `mqtt`, `ingest`, `broker`, `central`, `store`, `plugins`, `alarms`, `offline`, `sla`, `calendar`, `inspections`, `warranty`, `log`, `api` (line 2)",
         "/site/agent.toml: mqtt.keep_alive: `2 parsecs` is not a duration: write a number and a unit, like 30s, 10m, 2h or 7d (line 6)",
         "/site/agent.toml: mqtt.url: `ftp://broker` is not a broker address like mqtt://host:1883: it must start with mqtt:// or mqtts:// (line 5)",
         "/site/agent.toml: mqtt.client_key: required with mqtt.client_cert",
@@ -264,6 +267,7 @@ commissioned = "2025-13-01"
 fn unknown_keys_are_reported_in_every_section() -> TestResult {
     let sections = [
         "mqtt",
+        "ingest",
         "broker",
         "central",
         "store",
@@ -320,6 +324,30 @@ fn central_in_flight_is_1_to_64() -> TestResult {
             assert!(got[0].starts_with("/site/agent.toml: central.in_flight: must be 1 to 64"));
         }
     }
+    Ok(())
+}
+
+#[test]
+fn ingest_max_clock_skew_is_a_duration_of_at_least_1s_or_off() -> TestResult {
+    let load = |value: &str| {
+        let text = format!("{MIN_CONFIG}\n[ingest]\nmax_clock_skew = {value}\n");
+        let world = World::new(&text, MIN_INVENTORY);
+        world.load("/site/agent.toml").map(|c| c.ingest.max_clock_skew).map_err(|e| e.lines())
+    };
+    assert_eq!(load("\"90s\""), Ok(Some(SignedDuration::from_secs(90))));
+    assert_eq!(load("\"1s\""), Ok(Some(SignedDuration::from_secs(1))));
+    assert_eq!(load("\"off\""), Ok(None));
+    let expect = |value: &str, message: &str| {
+        let got = load(value).err().unwrap_or_default();
+        assert_eq!(got.len(), 1, "{value}: {got:?}");
+        let prefix = format!("/site/agent.toml: ingest.max_clock_skew: {message}");
+        assert!(got[0].starts_with(&prefix), "{value}: {got:?}");
+        assert!(got[0].ends_with("(line 7)"), "{value}: {got:?}");
+    };
+    expect("\"0s\"", "must be at least 1s");
+    expect("\"500ms\"", "must be at least 1s");
+    expect("\"soon\"", "`soon` is not a duration");
+    expect("5", "invalid type: integer `5`, expected a duration like \"5m\", or \"off\"");
     Ok(())
 }
 

@@ -72,6 +72,7 @@ pub(crate) fn validate(
         r.push("inventory", "must name the site inventory file");
     }
     let mqtt = mqtt(raw.mqtt, r, dir, &site, sources);
+    let ingest = ingest(raw.ingest, r);
     let broker = Broker {
         enabled: raw.broker.enabled,
         listen: addr(r, "broker.listen", &raw.broker.listen),
@@ -110,6 +111,7 @@ pub(crate) fn validate(
         path: r.file.clone(),
         inventory,
         mqtt,
+        ingest,
         broker,
         central,
         store,
@@ -240,6 +242,17 @@ fn mqtt(
         keep_alive,
         topic: topic?,
     })
+}
+
+fn ingest(i: RawIngest, r: &mut Reporter<'_>) -> Ingest {
+    let max_clock_skew = i.max_clock_skew.0.map(|d| d.0);
+    if max_clock_skew.is_some_and(|d| d < SignedDuration::from_secs(1)) {
+        r.push(
+            "ingest.max_clock_skew",
+            "must be at least 1s (no two clocks agree to the millisecond), or \"off\"",
+        );
+    }
+    Ingest { max_clock_skew }
 }
 
 fn central(

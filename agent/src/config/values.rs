@@ -68,6 +68,22 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A limit as written in config: a duration (see [`parse_duration`]) or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit(pub Option<Dur>);
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = expect_string(d, "a duration like \"5m\", or \"off\"")?;
+        if s.trim() == "off" {
+            return Ok(Limit(None));
+        }
+        parse_duration(&s)
+            .map(|d| Limit(Some(Dur(d))))
+            .map_err(|e| serde::de::Error::custom(format!("{e}, or \"off\"")))
+    }
+}
+
 /// An SLA due time: a duration, or `"next-inspection"` (level 4 faults wait for the
 /// next planned inspection visit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use crate::store::{
     TicketSubject, archive::SiteArchive,
 };
 
-use super::{CompleteError, Core, Counters, Incoming, PluginReport, SetupError};
+use super::{Clock, CompleteError, Core, Counters, Incoming, PluginReport, SetupError};
 
 /// Takes the core's batches in the order they must be written.
 pub trait Commit {
@@ -95,18 +95,30 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the pipeline; loads device records and plugin states from the store and
-    /// commits the first records of new schedules. `start_ms`: when a device that never
-    /// publishes starts counting toward offline.
+    /// Builds the live pipeline ([`Clock::Live`]); loads device records and plugin
+    /// states from the store and commits the first records of new schedules.
+    /// `start_ms`: when a device that never publishes starts counting toward offline.
     pub fn new(
         config: &Config,
         plugins: PluginSet,
         store: Store,
         start_ms: i64,
     ) -> Result<Self, SetupError> {
+        Self::with_clock(config, plugins, store, start_ms, Clock::Live)
+    }
+
+    /// [`Pipeline::new`] with the given clock: [`Clock::Replay`] for `tend replay`,
+    /// whose `start_ms` is the trace's first `ts`.
+    pub fn with_clock(
+        config: &Config,
+        plugins: PluginSet,
+        store: Store,
+        start_ms: i64,
+        clock: Clock,
+    ) -> Result<Self, SetupError> {
         let stored: BTreeMap<String, DeviceEntry> = store.devices()?;
         let mut out = ToStore::new(&store, false)?;
-        let core = Core::new(config, plugins, stored, start_ms, &mut out)?;
+        let core = Core::new(config, plugins, stored, start_ms, clock, &mut out)?;
         let _written = out.applied();
         Ok(Self { core, store })
     }

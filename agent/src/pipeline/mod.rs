@@ -1,6 +1,6 @@
 //! The pipeline: message -> plugin -> alarm engine -> ticket builder -> one store
 //! transaction. Live (`tend run`) and replay (`tend replay`) drive the same code; only
-//! the clock differs (wall time live, the watermark in replay).
+//! the clock differs (wall time live, the watermark in replay; see [`Clock`]).
 //!
 //! The pipeline is synchronous (wasm calls block) and owned by one thread. It keeps
 //! every device's record in memory, written through to the store in each batch.
@@ -20,7 +20,7 @@ use jiff::SignedDuration;
 
 use crate::alarms::{AlarmSettings, DEVICE_OFFLINE, FaultMeta, Observation, Transition};
 use crate::config::Config;
-use crate::ingest::event_time::event_time_ms;
+use crate::ingest::event_time::{event_time_ms, rfc3339_utc};
 use crate::ingest::topic::{MessageKind, TopicTemplate};
 use crate::maintenance::Span;
 use crate::maintenance::calendar::{BusinessCalendar, CalendarRules};
@@ -51,6 +51,22 @@ pub struct Incoming {
     pub arrival_ms: i64,
 }
 
+/// Where the pipeline's clock comes from, which decides how event times are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// `tend run`: [`Incoming::arrival_ms`] is the wall clock at arrival. A `ts` more
+    /// than `ingest.max_clock_skew` ahead of it is invalid (counted, never judged,
+    /// never remembered): one device clock far ahead would otherwise fill the
+    /// device's redelivery window with times its later, correct readings cannot pass.
+    Live,
+    /// `tend replay`: [`Incoming::arrival_ms`] is the watermark (the largest `ts` so
+    /// far), so there is no arrival to compare a `ts` with. The clock starts at the
+    /// pipeline's `start_ms` (the trace's first `ts`): a fault judged on a reading
+    /// stamped earlier is dated at the start, so no request carries an earlier time
+    /// (interfaces.md, "Time in replay").
+    Replay,
+}
+
 /// Counters (what was dropped and why), for logs, status and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
@@ -60,8 +76,12 @@ pub struct Counters {
     pub bad_topic: u64,
     /// Well-formed device ids not in the inventory.
     pub unknown_device: u64,
-    /// Payloads without a usable `ts`, or rejected by the plugin.
+    /// Payloads without a usable `ts` (including `future` ones), or rejected by the
+    /// plugin.
     pub invalid: u64,
+    /// Of `invalid`: live, readings whose `ts` was more than `ingest.max_clock_skew`
+    /// ahead of their arrival (a device clock far ahead).
+    pub future: u64,
     /// Redelivered messages recognised and skipped (including messages older than
     /// the device's last [`RECENT_MESSAGES`](crate::store::RECENT_MESSAGES), which
     /// cannot be told from redeliveries).
@@ -219,6 +239,12 @@ pub struct Core {
     /// period, so a misbehaving device cannot flood the log.
     log_gate: LogGate,
     counters: Counters,
+    /// Live: how far a `ts` may be ahead of its arrival, ms (`None`: no limit, and
+    /// always in replay). See [`Clock::Live`].
+    max_skew_ms: Option<i64>,
+    /// Replay: the clock's start; alarms take earlier event times as this one. See
+    /// [`Clock::Replay`].
+    floor_ms: Option<i64>,
     /// How long before its due date an inspection ticket opens.
     lead: Span,
     /// Device ids in inventory order (for the archive).
@@ -276,12 +302,14 @@ fn ms(d: SignedDuration) -> i64 {
 impl Core {
     /// Builds the pipeline over the device records and plugin states read from the
     /// store; the new schedules' first records go to `out`, a slice per batch.
-    /// `start_ms`: when a device that never publishes starts counting toward offline.
+    /// `start_ms`: when a device that never publishes starts counting toward offline
+    /// (and, in replay, when the clock starts).
     pub fn new(
         config: &Config,
         plugins: PluginSet,
         stored: BTreeMap<String, DeviceEntry>,
         start_ms: i64,
+        clock: Clock,
         out: &mut dyn Commit,
     ) -> Result<Self, SetupError> {
         let site = site_facts(config)?;
@@ -358,6 +386,14 @@ impl Core {
             deadline_of: HashMap::new(),
             log_gate: LogGate::default(),
             counters: Counters::default(),
+            max_skew_ms: match clock {
+                Clock::Live => config.ingest.max_clock_skew.map(ms),
+                Clock::Replay => None,
+            },
+            floor_ms: match clock {
+                Clock::Live => None,
+                Clock::Replay => Some(start_ms),
+            },
             lead: config.inspections.lead_time,
             inventory_order: config.inventory.devices.iter().map(|d| d.id.clone()).collect(),
         };
@@ -604,6 +640,26 @@ impl Core {
                 }
             },
         };
+        if let Some(skew) = self.max_skew_ms
+            && ts.saturating_sub(m.arrival_ms) > skew
+        {
+            // Before the redelivery window: a time that far ahead must not enter it.
+            self.counters.invalid += 1;
+            self.counters.future += 1;
+            if let Some(held) = self.log_gate.allow(&format!("future {id}"), m.arrival_ms) {
+                let ahead = SignedDuration::from_millis(ts.saturating_sub(m.arrival_ms));
+                tracing::warn!(
+                    device = %id,
+                    held_back = held,
+                    ts = %rfc3339_utc(ts),
+                    "event time {ahead:#} ahead of the agent's clock (more than \
+                     ingest.max_clock_skew): counted as invalid, not judged; \
+                     check the device's clock (and the agent's)"
+                );
+            }
+            // It still proves the device is online.
+            return Some((id, Step::Online(m.arrival_ms)));
+        }
         let rec = self.records.get_mut(&id)?;
         if rec.seen_before(ts, digest(&m.payload)) {
             self.counters.duplicates += 1;
@@ -755,8 +811,10 @@ impl Core {
         self.observe(id, ts, failure.as_slice(), batch);
     }
 
-    /// Feeds the conditions judged at `ts` to the device's alarms.
+    /// Feeds the conditions judged at `ts` to the device's alarms (in replay, no
+    /// earlier than the clock's start).
     fn observe(&mut self, id: &str, ts: i64, conditions: &[Condition], batch: &mut Batch) {
+        let ts = self.floor_ms.map_or(ts, |floor| ts.max(floor));
         let (Some(ctx), Some(rec)) = (self.devices.get(id), self.records.get_mut(id)) else {
             return;
         };

@@ -212,6 +212,12 @@ impl DeviceRecord {
     /// last hours again, and judging them again would raise faults that already
     /// recovered (a false `recurred`, a second ticket). A maintenance engineer wants
     /// them ignored; a reading that late says nothing about the device now anyway.
+    ///
+    /// Only times the agent believes may enter: a device whose clock ran a day ahead
+    /// for [`RECENT_MESSAGES`] readings would fill the memory with times none of its
+    /// later, correct readings can pass, and they would all be taken for
+    /// redeliveries. The live pipeline refuses a `ts` too far ahead of its arrival
+    /// before it gets here (`ingest.max_clock_skew`, `pipeline::Clock::Live`).
     pub fn seen_before(&mut self, ts_ms: i64, digest: u32) -> bool {
         let mut recent = self.recent.pairs();
         if recent.contains(&(ts_ms, digest)) {
