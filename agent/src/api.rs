@@ -284,6 +284,12 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
         "Payloads without a usable ts or rejected by the plugin",
         p.invalid,
     );
+    counter(
+        &mut r,
+        "messages_future",
+        "Readings whose ts was more than ingest.max_clock_skew ahead of arrival (also in messages_invalid)",
+        p.future,
+    );
     counter(&mut r, "messages_duplicate", "Redelivered messages skipped", p.duplicates);
     counter(&mut r, "plugin_failures", "Plugin calls that failed", p.plugin_failures);
     counter(&mut r, "requests_queued", "Requests queued for the central service", p.requests);

@@ -177,6 +177,14 @@ pub fn check(config_path: &Path) -> (Vec<String>, Vec<String>) {
         config.inventory.timezone_name(),
         config.inventory.devices.len()
     )];
+    if config.api.enabled && !config.api.listen.ip().is_loopback() {
+        report.push(format!(
+            "warning: {}: api.listen = {} is not a loopback address: anyone who can reach it \
+             can read the site's status and archive (commands still need the local token)",
+            config.path.display(),
+            config.api.listen
+        ));
+    }
     let scratch_cache = config.plugins.cache_dir.clone();
     match load_plugins(&config, Some(&scratch_cache)) {
         Ok(set) => {

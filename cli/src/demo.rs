@@ -309,7 +309,10 @@ pub async fn demo(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> anyh
          sync_interval = \"5s\"\nbackoff_max = \"30s\"\n\n\
          [store]\ndata_dir = {store}\n\n\
          [plugins]\ndir = {plugins}\n\n\
-         [api]\nlisten = {api}\n",
+         [api]\nlisten = {api}\n\n\
+         # The simulated devices' clock runs --speed times faster than the wall clock:\n\
+         # their readings are ahead of arrival by design.\n\
+         [ingest]\nmax_clock_skew = \"off\"\n",
         inventory = toml_str(&inventory_path.to_string_lossy()),
         mqtt = toml_str(&format!("mqtt://{mqtt_addr}")),
         central = toml_str(&central_url),

@@ -901,6 +901,7 @@ impl Core {
                         device: id.to_owned(),
                         subject: TicketSubject::Fault { code: code.to_owned(), episode: *episode },
                         number: None,
+                        delivered: false,
                     }),
                 ));
                 if let Some(rec) = self.records.get_mut(id) {

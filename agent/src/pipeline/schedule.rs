@@ -223,7 +223,12 @@ impl Core {
                     tracing::info!(device = id, plan = %plan.id, ticket = entry.ticket_id(), "inspection due");
                     batch.archive.push((id.to_owned(), opened_entry(&entry, plan, &occ)));
                     let subject = TicketSubject::Inspection { plan: plan.id.clone() };
-                    let held = TicketRef { device: id.to_owned(), subject, number: None };
+                    let held = TicketRef {
+                        device: id.to_owned(),
+                        subject,
+                        number: None,
+                        delivered: false,
+                    };
                     batch.tickets.push((entry.ticket_id().to_owned(), Some(held)));
                     batch.outbox.push(entry);
                 }
@@ -247,7 +252,12 @@ impl Core {
                         let entry = ArchiveEntry { at_ms: occ.due_ms, event: fault };
                         batch.archive.push((id.to_owned(), entry));
                         let subject = TicketSubject::InspectionOverdue { plan: plan.id.clone() };
-                        let held = TicketRef { device: id.to_owned(), subject, number: None };
+                        let held = TicketRef {
+                            device: id.to_owned(),
+                            subject,
+                            number: None,
+                            delivered: false,
+                        };
                         batch.tickets.push((ticket.ticket_id.clone(), Some(held)));
                     }
                     batch.outbox.push(event);

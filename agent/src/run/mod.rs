@@ -259,6 +259,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     requests = p.requests,
                     duplicates = p.duplicates,
                     invalid = p.invalid,
+                    future = p.future,
                     bad_topic = p.bad_topic,
                     unknown_device = p.unknown_device,
                     plugin_failures = p.plugin_failures,

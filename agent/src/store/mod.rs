@@ -182,6 +182,10 @@ pub struct TicketRef {
     /// The central service's number, once known.
     #[serde(default)]
     pub number: Option<String>,
+    /// The central service took the ticket (its number may still be unknown: a
+    /// service whose answer could not be read).
+    #[serde(default)]
+    pub delivered: bool,
 }
 
 /// Everything one batch of messages changed, committed in one transaction.
@@ -544,16 +548,15 @@ impl Store {
         let _guard = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
         let mut b = self.db.batch();
         b.remove(&self.outbox, seq.to_be_bytes());
-        if let Some(number) = number
-            && let Some(v) = self
-                .tickets
-                .get(ticket_id.as_bytes())
-                .map_err(|e| self.engine("reading tickets", e))?
+        if let Some(v) =
+            self.tickets.get(ticket_id.as_bytes()).map_err(|e| self.engine("reading tickets", e))?
         {
             let mut t: TicketRef = serde_json::from_slice(&v)
                 .map_err(|e| self.corrupt("tickets", ticket_id.as_bytes(), e))?;
-            if t.number.as_deref() != Some(number) {
-                t.number = Some(number.to_owned());
+            let number = number.map(str::to_owned).or_else(|| t.number.clone());
+            if !t.delivered || t.number != number {
+                t.delivered = true;
+                t.number = number;
                 let bytes = serde_json::to_vec(&t)
                     .map_err(|e| self.corrupt("tickets", ticket_id.as_bytes(), e))?;
                 b.insert(&self.tickets, ticket_id.as_bytes(), bytes);
@@ -684,6 +687,7 @@ mod tests {
                     device: "d1".into(),
                     subject: TicketSubject::Fault { code: "tamper".into(), episode: 1 },
                     number: None,
+                    delivered: false,
                 }),
             ));
             batch.archive = vec![("d1".into(), archived(1)), ("d10".into(), archived(2))];

@@ -769,8 +769,12 @@ pub(crate) mod tests {
             for entry in entries {
                 if let Request::Open { ticket } = &entry.request {
                     let subject = TicketSubject::Fault { code: ticket.code.clone(), episode: 1 };
-                    let held =
-                        TicketRef { device: ticket.device.id.clone(), subject, number: None };
+                    let held = TicketRef {
+                        device: ticket.device.id.clone(),
+                        subject,
+                        number: None,
+                        delivered: false,
+                    };
                     batch.tickets.push((ticket.ticket_id.clone(), Some(held)));
                 }
             }

@@ -200,7 +200,11 @@ impl TicketSync {
         self.acked.retain(|id| tickets.contains_key(id));
         self.refused.retain(|id| tickets.contains_key(id));
         for (ticket_id, held) in tickets {
-            let Some(number) = held.number else { continue };
+            // Not delivered yet: the central service does not know it.
+            if !held.delivered && held.number.is_none() {
+                continue;
+            }
+            let number = held.number.unwrap_or_else(|| "(unknown)".to_owned());
             if self.reported.contains(&ticket_id) {
                 continue;
             }
@@ -324,6 +328,7 @@ mod tests {
             device: "swh-09".into(),
             subject: TicketSubject::Inspection { plan: "semiannual".into() },
             number: number.map(str::to_owned),
+            delivered: number.is_some(),
         };
         let batch = Batch {
             tickets: vec![

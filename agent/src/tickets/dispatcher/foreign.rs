@@ -156,6 +156,7 @@ impl Foreign {
         let app = Router::new()
             .route("/api/v1/tickets", post(create))
             .route("/api/v1/tickets/{ticket_id}/events", post(add_event))
+            .route("/api/v1/tickets/{ticket_id}", axum::routing::get(closed))
             .with_state(shared.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -183,6 +184,18 @@ impl Foreign {
         tokio::time::timeout(Duration::from_secs(5), self.task).await???;
         Ok(())
     }
+}
+
+/// `GET /api/v1/tickets/{id}`: every ticket reads back closed, with the number the
+/// service gave it (for the sync).
+async fn closed(State(shared): State<Shared>, Path(ticket_id): Path<String>) -> Response {
+    let number = shared.seen().numbers.get(&ticket_id).copied();
+    let Some(number) = number else { return StatusCode::NOT_FOUND.into_response() };
+    let body = serde_json::json!({
+        "ticket_id": ticket_id, "number": number, "status": "closed",
+        "closed_at": "2026-11-23T15:30:00+08:00", "resolution": "done",
+    });
+    ([(CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// `count` tickets `swh-01`…, each opened and then recovered, queued in that order.
@@ -362,5 +375,42 @@ async fn an_outage_is_probed_one_request_at_a_time() -> anyhow::Result<()> {
         assert!(seen.events.values().all(|keys| keys.len() == 1), "{:?}", seen.events);
     }
     assert!(agent.store.dead_letters()?.is_empty());
+    foreign.stop().await
+}
+
+/// A ticket whose creation answer could not be read is still the service's ticket:
+/// the sync follows it, and staff closing it ends the episode at the site.
+#[tokio::test]
+async fn a_ticket_whose_answer_could_not_be_read_is_still_followed_by_the_sync()
+-> anyhow::Result<()> {
+    use crate::tickets::{SyncConfig, TicketSync};
+    let foreign =
+        Foreign::start(Arc::new(|_, _| (StatusCode::CREATED, "<html>created</html>".into())))
+            .await?;
+    let agent = Agent::new()?;
+    agent.queue(&[open(fault("swh-01", 2)?)])?;
+    let running = Running::start(&agent.store, foreign.client()?, fast());
+    eventually("the ticket is delivered", || agent.store.outbox_len() == 0).await?;
+    running.stop().await?;
+    let held = agent.store.open_tickets()?;
+    let t = held.values().next().ok_or_else(|| anyhow::anyhow!("no ticket held"))?;
+    assert!(t.delivered && t.number.is_none(), "{t:?}");
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let config = SyncConfig {
+        interval: Duration::from_millis(20),
+        backoff: crate::tickets::Backoff::new(Duration::from_millis(1), Duration::from_millis(20)),
+    };
+    let sync = TicketSync::new(agent.store.clone(), foreign.client()?, tx, config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(sync.run(async move {
+        let _ = stopped.await;
+    }));
+    let got = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await?;
+    let got = got.ok_or_else(|| anyhow::anyhow!("the sync ended"))?;
+    assert_eq!(got.ticket_id, ticket_id("swh-01"));
+    assert_eq!(got.resolution.as_deref(), Some("done"));
+    let _ = stop.send(());
+    task.await?;
     foreign.stop().await
 }
