@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET ...]
 #
 # Targets: topic, payload_solar_water_heater, payload_door_controller,
-# payload_av_system, config, ticket_builder (all when none are named).
+# payload_av_system, config, ticket_builder, central_answer, local_api (all when
+# none are named).
 # Corpora start from the repository's fixtures (plugins/*/traces, configs/) and
 # fuzz/seeds/; they grow in fuzz/corpus/<target>/ (git-ignored). A crash stops the
 # run and leaves its input in fuzz/artifacts/<target>/: add it as a regression test
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
-all=(topic payload_solar_water_heater payload_door_controller payload_av_system config ticket_builder)
+all=(topic payload_solar_water_heater payload_door_controller payload_av_system config ticket_builder central_answer local_api)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 

@@ -82,47 +82,63 @@ fn local_host(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
-/// The checks of the module docs, before any route runs.
+/// Whether a request may reach the routes (the checks of the module docs): `Err`
+/// with the status and message to answer otherwise. Pure; the fuzz target
+/// `local_api` drives it.
+pub fn admit(
+    method: &Method,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<(), (StatusCode, String)> {
+    let text = |name: header::HeaderName| {
+        headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned())
+    };
+    let host = text(header::HOST).unwrap_or_default();
+    if !local_host(&host) {
+        return Err((StatusCode::FORBIDDEN, format!("refused: Host `{host}` is not this machine")));
+    }
+    if let Some(origin) = text(header::ORIGIN)
+        && origin != format!("http://{host}")
+    {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("refused: requests from {origin} are not taken"),
+        ));
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let json = text(header::CONTENT_TYPE).is_some_and(|c| {
+            c.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as application/json".into(),
+            ));
+        }
+        let given = text(header::AUTHORIZATION);
+        let given = given.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes())) {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "the local token is required (`{TOKEN_FILE}` in the agent's data directory)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`admit`] before any route runs.
 async fn guard(
     State(token): State<Arc<str>>,
     request: Request,
     next: Next,
 ) -> axum::response::Response {
-    let headers = request.headers();
-    let text = |h: &HeaderMap, name: header::HeaderName| {
-        h.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned())
-    };
-    let host = text(headers, header::HOST).unwrap_or_default();
-    if !local_host(&host) {
-        return error(StatusCode::FORBIDDEN, format!("refused: Host `{host}` is not this machine"));
+    match admit(request.method(), request.headers(), &token) {
+        Ok(()) => next.run(request).await,
+        Err((code, message)) => error(code, message),
     }
-    if let Some(origin) = text(headers, header::ORIGIN)
-        && origin != format!("http://{host}")
-    {
-        return error(
-            StatusCode::FORBIDDEN,
-            format!("refused: requests from {origin} are not taken"),
-        );
-    }
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        let json = text(headers, header::CONTENT_TYPE).is_some_and(|c| {
-            c.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-        if !json {
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the body as application/json");
-        }
-        let given = text(headers, header::AUTHORIZATION);
-        let given = given.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes())) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "the local token is required (`{TOKEN_FILE}` in the agent's data directory)"
-                ),
-            );
-        }
-    }
-    next.run(request).await
 }
 
 /// The `/status` body.

@@ -294,3 +294,56 @@ pub fn topic(data: &[u8]) {
         }
     }
 }
+
+/// The central service's answers as the agent reads them (`status\nretry-after\nbody`):
+/// any status, header text and body give an `Accepted` or a classified error, never a
+/// panic; a 2xx is never an error, anything from 300 up always one.
+pub fn central_answer(data: &[u8]) {
+    use tend_agent::tickets::client::{Accepted, read_answer};
+    use tend_wire::model::{Created, TicketStatus};
+    let mut parts = data.splitn(3, |&b| b == b'\n');
+    let status = parts.next().and_then(|s| std::str::from_utf8(s).ok()?.trim().parse::<u16>().ok());
+    let retry_after = parts.next().and_then(|s| std::str::from_utf8(s).ok());
+    let body = parts.next().unwrap_or_default();
+    let status = status.unwrap_or(200);
+    let now = jiff::Timestamp::UNIX_EPOCH;
+    let created = read_answer::<Created>(status, retry_after, body, now);
+    let read = read_answer::<TicketStatus>(status, retry_after, body, now);
+    if (200..300).contains(&status) {
+        assert!(created.is_ok() && read.is_ok(), "a 2xx answer is accepted");
+        if let Ok(Accepted::Read(c)) = created {
+            // What was read serialises back (the number as text).
+            assert!(serde_json::to_string(&c).is_ok(), "{c:?}");
+        }
+    } else if (100..600).contains(&status) && status >= 300 {
+        assert!(created.is_err() && read.is_err(), "a non-2xx answer is an error");
+    }
+}
+
+/// The local API's admission of a request (`method\nheader: value\n…\n\nbody`) and its
+/// completion body: never a panic; a state-changing request without the token is
+/// never admitted.
+pub fn local_api(data: &[u8]) {
+    use http::{HeaderMap, HeaderName, HeaderValue, Method};
+    let text = String::from_utf8_lossy(data);
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let method = lines.next().and_then(|m| Method::from_bytes(m.trim().as_bytes()).ok());
+    let method = method.unwrap_or(Method::POST);
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':')
+            && let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name.trim().as_bytes()), HeaderValue::from_str(value.trim()))
+        {
+            headers.append(name, value);
+        }
+    }
+    let token = "0123456789abcdef";
+    let admitted = tend_agent::api::admit(&method, &headers, token).is_ok();
+    if admitted && method != Method::GET && method != Method::HEAD {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+        assert_eq!(auth, Some("Bearer 0123456789abcdef"), "admitted without the token");
+    }
+    let _ = serde_json::from_str::<tend_agent::local::Completion>(body);
+}

@@ -277,10 +277,7 @@ impl CentralClient {
         request: reqwest::RequestBuilder,
     ) -> Result<Accepted<T>, SendError> {
         let (status, body) = self.exchange(request).await?;
-        Ok(match serde_json::from_slice(&body) {
-            Ok(answer) => Accepted::Read(answer),
-            Err(e) => Accepted::Unreadable(Unreadable::new(status, &e, &body)),
-        })
+        Ok(accepted(status, &body))
     }
 
     /// Sends a request; a 2xx answer's status and body, or the failure classified.
@@ -307,6 +304,30 @@ impl CentralClient {
 /// other bytes (and `%`) are percent-encoded: deterministic, so the key stays stable.
 fn with_key(request: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
     request.header(IDEMPOTENCY_KEY, route::header_key(key))
+}
+
+/// Reads a 2xx answer's body: the answer, or what could not be read.
+fn accepted<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Accepted<T> {
+    match serde_json::from_slice(body) {
+        Ok(answer) => Accepted::Read(answer),
+        Err(e) => Accepted::Unreadable(Unreadable::new(status, &e, body)),
+    }
+}
+
+/// What an answer of the central service means, as the client reads it (pure; the
+/// fuzz target `central_answer` drives it): a 2xx is [`Accepted`] whatever its body,
+/// anything else a classified [`SendError`] (`retry_after`: the header's text).
+pub fn read_answer<T: DeserializeOwned>(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    now: jiff::Timestamp,
+) -> Result<Accepted<T>, SendError> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_success() {
+        return Ok(accepted(status, body));
+    }
+    Err(classify(status, retry_after.and_then(|v| parse_retry_after(v, now)), body))
 }
 
 /// Classifies a non-success answer.
