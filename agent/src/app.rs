@@ -185,6 +185,16 @@ pub fn check(config_path: &Path) -> (Vec<String>, Vec<String>) {
             config.api.listen
         ));
     }
+    if config.broker.enabled {
+        let who = match &config.broker.auth {
+            Some(auth) => format!("{} logins from {}", auth.users.len(), auth.file.display()),
+            None => "no logins (loopback only)".to_owned(),
+        };
+        report.push(format!("embedded MQTT broker on {}: {who}", config.broker.listen));
+    }
+    for warning in config.secret_file_warnings() {
+        report.push(format!("warning: {warning}"));
+    }
     let scratch_cache = config.plugins.cache_dir.clone();
     match load_plugins(&config, Some(&scratch_cache)) {
         Ok(set) => {

@@ -403,11 +403,9 @@ async fn faults_plugins_that_loop_hog_and_trap_are_quarantined_while_other_ticke
     publish(mosquitto.port, "publisher", &interleave(&traces)).await;
     until(&site, "the misbehaving plugin quarantined", || async {
         let s = status(&api).await;
-        s["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["equipment_type"] == "misbehaving" && p["quarantined"] == true)
+        s["plugins"].as_array().is_some_and(|plugins| {
+            plugins.iter().any(|p| p["equipment_type"] == "misbehaving" && p["quarantined"] == true)
+        })
     })
     .await;
     // While quarantined, each of its devices holds plugin_failure (one ticket each).

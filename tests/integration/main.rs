@@ -18,5 +18,6 @@ mod pipeline;
 mod plugins;
 mod replay;
 mod report;
+mod secrets;
 mod store;
 mod year;

@@ -343,3 +343,142 @@ fn a_clock_far_ahead_does_not_blind_the_redelivery_check() {
     assert!(rec.recent.pairs().iter().all(|&(ts, _)| ts <= end), "{:?}", rec.recent.pairs());
     assert!(rec.alarms.last_seen() <= end);
 }
+
+/// Messages of the overheat fixture, moved from `swh-1` to `device`.
+fn overheat_on(device: &str) -> Vec<Incoming> {
+    let text = std::fs::read_to_string(fixture("solar-water-heater", "overheat")).unwrap();
+    text.lines()
+        .map(|line| {
+            let l: tend_agent::trace::TraceLine = serde_json::from_str(line).unwrap();
+            let payload = l.payload_bytes();
+            let ts = tend_agent::ingest::event_time_ms(&payload).unwrap();
+            Incoming {
+                topic: l.topic.replace("/swh-1/", &format!("/{device}/")),
+                payload,
+                arrival_ms: ts,
+            }
+        })
+        .collect()
+}
+
+/// A normal solar heater reading at `ts`, padded to about `size` bytes.
+fn padded_reading(device: &str, ts: i64, size: usize) -> Incoming {
+    let head = format!(
+        "{{\"ts\":{ts},\"collector_temp_c\":25,\"tank_temp_c\":52,\"tank_level_pct\":90,\
+         \"inlet_temp_c\":20,\"ambient_temp_c\":24,\"irradiance_w_m2\":0,\"pump_on\":false,\
+         \"circulation_flow_l_min\":0,\"draw_flow_l_min\":0,\"inlet_valve_open\":false,\
+         \"heater_on\":false,\"error_code\":0,\"pad\":\""
+    );
+    let mut payload = head.into_bytes();
+    payload.resize(size.saturating_sub(2).max(payload.len()), b'x');
+    payload.extend_from_slice(b"\"}");
+    Incoming { topic: format!("tend/test-site/{device}/telemetry"), payload, arrival_ms: ts }
+}
+
+/// Issue 15, finding 1: 300 payloads of 1 MB published to one solar heater went to
+/// the plugin in batches of about a hundred messages in one call; the call hit the
+/// memory limit three times, the plugin was quarantined, and every other solar heater
+/// got a `plugin_failure` ticket. Payloads over `ingest.max_telemetry_bytes` are now
+/// invalid (never judged), a call carries at most `plugins.max_call_bytes` of
+/// payload, and failures are attributed per device.
+#[test]
+fn one_flooding_device_does_not_quarantine_its_type() {
+    let extra = "\n[[device]]\nid = \"swh-2\"\ntype = \"solar-water-heater\"\nmodel = \"SWH-300\"\n\
+                 serial = \"S2\"\nlocation = \"Roof\"\ncommissioned = \"2026-01-01\"\n";
+    let site = test_site_with(
+        "http://127.0.0.1:9",
+        "mqtt://127.0.0.1:1",
+        "[offline]\nafter = \"400d\"\n\n[inspections]\nenabled = false\n",
+        extra,
+    )
+    .unwrap();
+    // A small instance, so that a modest flood fills it.
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(&site.config, text.replacen("[plugins]\n", "[plugins]\nmemory_mib = 16\n", 1))
+        .unwrap();
+    // (payloads per batch, payload size): over the 64 KiB limit; just under it.
+    for (per_batch, size) in [(20, 1 << 20), (300, 60 << 10)] {
+        let witness = overheat_on("swh-2");
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = pipeline(&site, dir.path(), witness[0].arrival_ms);
+        let mut sent = Vec::new();
+        // Three batches a minute apart, each with a reading of the other heater and
+        // the flood; then the rest of the other heater's trace.
+        for (b, m) in witness[..3].iter().enumerate() {
+            let mut msgs = vec![m.clone()];
+            let t = m.arrival_ms;
+            msgs.extend(
+                (0..per_batch)
+                    .map(|i| padded_reading("swh-1", t + (b * per_batch + i) as i64, size)),
+            );
+            sent.extend(p.process(msgs).unwrap());
+        }
+        sent.extend(p.process(witness[3..].to_vec()).unwrap());
+        let keys: Vec<&str> = sent.iter().map(|e| e.key.as_str()).collect();
+        let what = format!("{per_batch} payloads of {size} bytes per batch");
+        assert!(
+            keys.contains(&"test-site/swh-2/overheat/1"),
+            "{what}: the other heater was not judged: {keys:#?}"
+        );
+        assert!(
+            !keys.iter().any(|k| k.contains("plugin_failure") && !k.contains("/swh-1/")),
+            "{what}: another heater got plugin_failure: {keys:#?}"
+        );
+        let report = p.plugin_report();
+        let solar = report.iter().find(|r| r.equipment_type == "solar-water-heater").unwrap();
+        assert!(!solar.quarantined, "{what}: plugin quarantined: {solar:?}");
+        let c = p.counters();
+        if size > 64 << 10 {
+            assert_eq!(c.invalid, 3 * per_batch as u64, "{what}: over the limit is invalid: {c:?}");
+            assert_eq!(solar.failures, 0, "{what}: {solar:?}");
+        } else {
+            assert_eq!(c.plugin_failures, 0, "{what}: calls split by size: {c:?}");
+        }
+    }
+}
+
+/// Issue 15, finding 1 (attribution): a plugin failing again and again on one
+/// device's messages quarantined the plugin, and every device of the type got a
+/// `plugin_failure` ticket. The device now gets its own, and the others of its type
+/// keep being judged.
+#[test]
+fn a_device_that_keeps_crashing_its_plugin_gets_its_own_plugin_failure() {
+    let mut devices = String::new();
+    for (id, mode) in [("bad-1", "panic"), ("good-1", "none")] {
+        devices.push_str(&format!(
+            "\n[[device]]\nid = \"{id}\"\ntype = \"misbehaving\"\nmodel = \"X\"\nserial = \"{id}\"\n\
+             location = \"Lab\"\ncommissioned = \"2026-01-01\"\nsettings = {{ misbehave = \"{mode}\" }}\n"
+        ));
+    }
+    let site = test_site_with(
+        "http://127.0.0.1:9",
+        "mqtt://127.0.0.1:1",
+        "[offline]\nafter = \"400d\"\n\n[inspections]\nenabled = false\n",
+        &devices,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_795_312_800_000i64;
+    let mut p = pipeline(&site, dir.path(), t0);
+    let mut sent = Vec::new();
+    for i in 0..6i64 {
+        let at = t0 + i * 1000;
+        let msgs = ["bad-1", "good-1"]
+            .iter()
+            .map(|d| Incoming {
+                topic: format!("tend/test-site/{d}/telemetry"),
+                payload: format!("{{\"ts\":{at},\"value\":{}}}", if i >= 4 { 11 } else { 1 })
+                    .into_bytes(),
+                arrival_ms: at,
+            })
+            .collect();
+        sent.extend(p.process(msgs).unwrap());
+    }
+    let keys: Vec<&str> = sent.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"test-site/bad-1/plugin_failure/1"), "{keys:#?}");
+    assert!(keys.contains(&"test-site/good-1/bad_reading/1"), "{keys:#?}");
+    assert!(!keys.iter().any(|k| k.starts_with("test-site/good-1/plugin_failure")), "{keys:#?}");
+    let report = p.plugin_report();
+    let plugin = report.iter().find(|r| r.equipment_type == "misbehaving").unwrap();
+    assert!(!plugin.quarantined, "{plugin:?}");
+}

@@ -305,18 +305,46 @@ fn repeated_failures_within_the_window_quarantine_the_plugin() {
     }
     assert!(!p.is_quarantined());
     good_call_works(&mut p);
-    // Close together: quarantined at the third.
+    // Close together, on three devices: quarantined at the third.
     let mut p = misbehaving(limits);
     for now in [0, 1_000, 2_000] {
-        assert!(
-            p.evaluate_batch(&device("panic"), &[reading(1.0, now)], None, now)
-                .unwrap_err()
-                .is_failure()
-        );
+        let d = Device { id: format!("dev-panic-{now}"), ..device("panic") };
+        assert!(p.evaluate_batch(&d, &[reading(1.0, now)], None, now).unwrap_err().is_failure());
     }
     assert!(p.is_quarantined());
     let err = p.evaluate_batch(&device("none"), &[reading(11.0, 3_000)], None, 3_000).unwrap_err();
     assert!(matches!(err, CallError::Quarantined { failures: 3, .. }), "{err:?}");
+}
+
+/// Issue 15, finding 1: failures were counted per plugin, so one device whose
+/// messages kept failing quarantined the plugin for every device of its type. A
+/// device failing `max_failures` times within the window is now suspended on its own
+/// (its calls refused for the window); the plugin keeps serving the others.
+#[test]
+fn one_device_failing_repeatedly_is_suspended_not_its_plugin() {
+    let limits = Limits { max_failures: 3, failure_window_ms: 60_000, ..Limits::default() };
+    let mut p = misbehaving(limits);
+    for now in [0, 1_000, 2_000] {
+        assert!(p.evaluate_batch(&device("panic"), &[reading(1.0, now)], None, now).is_err());
+    }
+    assert!(!p.is_quarantined(), "one device's failures quarantined the plugin");
+    let err = p.evaluate_batch(&device("panic"), &[reading(1.0, 3_000)], None, 3_000).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Suspended { device, failures: 3, .. } if device == "dev-panic"),
+        "{err:?}"
+    );
+    assert!(!err.is_failure(), "a refused call is not another failure");
+    assert_eq!(p.stats().failures, 3);
+    good_call_works(&mut p);
+    // After the window the device is called again.
+    let b = p.evaluate_batch(&device("none"), &[reading(1.0, 70_000)], None, 70_000);
+    assert!(b.is_ok());
+    assert!(
+        p.evaluate_batch(&device("panic"), &[reading(1.0, 70_000)], None, 70_000)
+            .unwrap_err()
+            .is_failure(),
+        "suspension over: called (and failing) again"
+    );
 }
 
 #[test]

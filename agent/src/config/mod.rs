@@ -36,7 +36,7 @@ use jiff::civil::Date;
 pub use error::{ConfigErrors, Problem};
 pub use inventory::{Device, Inventory, is_valid_id};
 pub use model::{
-    Alarms, Api, Broker, Calendar, Central, ClientAuth, Config, DEFAULT_MAX_CLOCK_SKEW,
+    Alarms, Api, Broker, BrokerAuth, Calendar, Central, ClientAuth, Config, DEFAULT_MAX_CLOCK_SKEW,
     DEFAULT_OFFLINE_AFTER, Due, Ingest, Inspections, LevelSla, Log, LogFormat, Mqtt, Offline, Pin,
     PlanOverride, Plugins, Protocol, Secret, Sla, Store, Warranty,
 };
@@ -89,6 +89,43 @@ impl Config {
         let text = (sources.read)(path)
             .map_err(|e| Problem::new(path, "", format!("cannot read the config file: {e}")))?;
         Self::from_str(&text, path, sources)
+    }
+
+    /// The files secrets were read from, each with the key that names it.
+    pub fn secret_files(&self) -> Vec<(&'static str, &Path)> {
+        let mut files = Vec::new();
+        if let Some(f) = self.mqtt.password.as_ref().and_then(Secret::file) {
+            files.push(("mqtt.password_file", f));
+        }
+        if let Some(f) = self.central.token.file() {
+            files.push(("central.token_file", f));
+        }
+        if let Some(auth) = &self.broker.auth {
+            files.push(("broker.password_file", auth.file.as_path()));
+        }
+        files
+    }
+
+    /// Warnings (`FILE: KEY: MESSAGE`) about secret files other users may read or
+    /// change: not errors (the file may sit in a directory only `tend` can enter),
+    /// but worth a look. Unix permission bits only.
+    pub fn secret_file_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        #[cfg(unix)]
+        for (key, file) in self.secret_files() {
+            use std::os::unix::fs::PermissionsExt;
+            let Ok(meta) = std::fs::metadata(file) else { continue };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o007 != 0 {
+                warnings.push(format!(
+                    "{}: {key}: other users have access to `{}` (mode {mode:03o}): \
+                     chmod o-rwx it",
+                    self.path.display(),
+                    file.display()
+                ));
+            }
+        }
+        warnings
     }
 
     /// Parses and validates config text; `path` names it in problems and anchors its

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jiff::SignedDuration;
 use jiff::civil::{Date, Time, Weekday};
@@ -52,25 +52,50 @@ pub struct Config {
     pub api: Api,
 }
 
-/// A secret (password, token): shown as `***` by `Debug`.
+/// A secret (password, token): shown as `***` by `Debug`, and refused without its
+/// value when the config file has something other than a string for it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret {
+    value: String,
+    /// The file it was read from (`tend check` warns when others may read it).
+    file: Option<PathBuf>,
+}
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        Self { value: s.into(), file: None }
+    }
+
+    /// A secret read from `file`.
+    pub fn from_file(s: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        Self { value: s.into(), file: Some(file.into()) }
     }
 
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    /// The file it was read from, if it came from one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // serde's own message for a wrong type quotes the value ("invalid type:
+        // integer `12345`"): replace it.
+        String::deserialize(d).map(Secret::new).map_err(|_| {
+            serde::de::Error::custom("expected a string (the value is not shown: it is a secret)")
+        })
     }
 }
 
@@ -128,6 +153,11 @@ pub struct Ingest {
     /// reading is invalid (a device clock that far ahead would blind the redelivery
     /// check to its later, correct readings). `None`: no limit ("off").
     pub max_clock_skew: Option<SignedDuration>,
+    /// Largest telemetry payload judged, bytes; larger ones are invalid (never handed
+    /// to a plugin, so one device's big payloads cannot fill its instance).
+    pub max_telemetry_bytes: usize,
+    /// Largest event payload judged, bytes.
+    pub max_event_bytes: usize,
 }
 
 /// `[broker]`: the embedded MQTT broker.
@@ -137,6 +167,18 @@ pub struct Broker {
     pub enabled: bool,
     /// Where it listens.
     pub listen: SocketAddr,
+    /// The logins it accepts (`password_file`); `None`: anyone who can reach it, which
+    /// validation allows on loopback only.
+    pub auth: Option<BrokerAuth>,
+}
+
+/// The logins the embedded broker accepts: `broker.password_file`, read at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAuth {
+    /// The file they were read from.
+    pub file: PathBuf,
+    /// User name -> password (at least one).
+    pub users: BTreeMap<String, Secret>,
 }
 
 /// `[central]`: the central ticket service.
@@ -194,6 +236,8 @@ pub struct Plugins {
     pub quarantine_failures: u32,
     /// The window for counting failures.
     pub quarantine_window: SignedDuration,
+    /// Most payload bytes handed to a plugin in one call.
+    pub max_call_bytes: usize,
     /// Refuse plugin files without a pin.
     pub only_pinned: bool,
     /// Expected digests of plugin files.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::model::{DEFAULT_MAX_CLOCK_SKEW, LogFormat, Protocol};
+use super::model::{DEFAULT_MAX_CLOCK_SKEW, LogFormat, Protocol, Secret};
 use super::values::{DateValue, Due, Dur, Holiday, HoursValue, Limit, WeekdayName};
 use crate::maintenance::Span;
 
@@ -81,15 +81,16 @@ fn default_inventory() -> String {
 pub(crate) struct RawMqtt {
     /// Broker address, `mqtt://host:port` or `mqtts://host:port` (TLS). The port
     /// defaults to 1883 / 8883. Env: `TEND_MQTT_URL`.
-    pub url: String,
+    pub url: RawUrl,
     /// MQTT client id; default `tend-{site}`. Keep it stable: the broker keeps the
     /// agent's session (and queues QoS 1 messages while it is away) under this id.
     pub client_id: Option<String>,
     /// User name, if the broker wants one.
     pub username: Option<String>,
     /// Password (needs `username`); prefer `password_file`.
-    pub password: Option<String>,
-    /// File holding the password (trailing newline ignored), relative to this file.
+    pub password: Option<Secret>,
+    /// File holding the password (surrounding whitespace ignored), relative to this
+    /// file.
     pub password_file: Option<String>,
     /// PEM file of the CA that signed the broker's certificate (mqtts only); default:
     /// the system's trusted roots.
@@ -126,8 +127,20 @@ impl Default for RawMqtt {
     }
 }
 
-fn default_mqtt_url() -> String {
-    "mqtt://127.0.0.1:1883".to_owned()
+fn default_mqtt_url() -> RawUrl {
+    RawUrl("mqtt://127.0.0.1:1883".to_owned())
+}
+
+/// A URL as written: it may hold credentials by mistake, so `Debug` shows it with
+/// them replaced by `***`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RawUrl(pub String);
+
+impl std::fmt::Debug for RawUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", super::topic::redact_url(&self.0))
+    }
 }
 
 fn default_protocol() -> Protocol {
@@ -153,12 +166,29 @@ pub(crate) struct RawIngest {
     /// older than the ones it already sent, and be dropped as redeliveries. At least
     /// 1s, or "off" (accept any `ts`). Replay has no arrival clock and never checks.
     pub max_clock_skew: Limit,
+    /// Largest telemetry payload judged, bytes; a larger one is invalid: counted
+    /// (`invalid`, and `oversize`), logged once per device and period, never handed
+    /// to a plugin; it still proves the device online. Keeps one device's big
+    /// payloads from filling a plugin instance's memory. 1 ..= 16777216.
+    pub max_telemetry_bytes: u32,
+    /// Largest event payload judged, bytes (as `max_telemetry_bytes`).
+    pub max_event_bytes: u32,
 }
 
 impl Default for RawIngest {
     fn default() -> Self {
-        Self { max_clock_skew: default_max_clock_skew() }
+        Self {
+            max_clock_skew: default_max_clock_skew(),
+            max_telemetry_bytes: default_max_payload_bytes(),
+            max_event_bytes: default_max_payload_bytes(),
+        }
     }
+}
+
+/// 64 KiB: a reading is a few hundred bytes; this is far above any real one and far
+/// below a plugin instance's memory.
+fn default_max_payload_bytes() -> u32 {
+    64 << 10
 }
 
 fn default_max_clock_skew() -> Limit {
@@ -171,13 +201,18 @@ fn default_max_clock_skew() -> Limit {
 pub(crate) struct RawBroker {
     /// Run an embedded MQTT broker (rumqttd) inside the agent.
     pub enabled: bool,
-    /// Address the embedded broker listens on.
+    /// Address the embedded broker listens on. Any address but loopback needs
+    /// `password_file`.
     pub listen: String,
+    /// File of the logins the embedded broker accepts, one `user:password` a line
+    /// (`#` comments and blank lines ignored), relative to this file. Without it
+    /// anyone who can reach `listen` may connect.
+    pub password_file: Option<String>,
 }
 
 impl Default for RawBroker {
     fn default() -> Self {
-        Self { enabled: false, listen: default_broker_listen() }
+        Self { enabled: false, listen: default_broker_listen(), password_file: None }
     }
 }
 
@@ -191,10 +226,10 @@ fn default_broker_listen() -> String {
 pub(crate) struct RawCentral {
     /// Base URL of the central ticket service (`http://` or `https://`). Required.
     /// Env: `TEND_CENTRAL_URL`.
-    pub url: Option<String>,
+    pub url: Option<RawUrl>,
     /// Bearer token; set this or `token_file`. Env: `TEND_CENTRAL_TOKEN`.
-    pub token: Option<String>,
-    /// File holding the token (trailing newline ignored), relative to this file.
+    pub token: Option<Secret>,
+    /// File holding the token (surrounding whitespace ignored), relative to this file.
     pub token_file: Option<String>,
     /// Time limit for one HTTP request.
     pub timeout: Dur,
@@ -297,6 +332,10 @@ pub(crate) struct RawPlugins {
     pub quarantine_failures: u32,
     /// ... within this window.
     pub quarantine_window: Dur,
+    /// Most payload bytes handed to a plugin in one call; a device's messages are
+    /// split into calls of at most this much (a single larger message goes alone).
+    /// Default: 1 MiB, or a quarter of `memory_mib` if less.
+    pub max_call_bytes: Option<u32>,
     /// Refuse any plugin file that has no `[[plugins.pin]]`.
     pub only_pinned: bool,
     /// Pinned plugin files: `{ path, sha256 }`, path relative to `dir`.
@@ -312,6 +351,7 @@ impl Default for RawPlugins {
             call_deadline_ms: default_call_deadline_ms(),
             quarantine_failures: default_quarantine_failures(),
             quarantine_window: default_quarantine_window(),
+            max_call_bytes: None,
             only_pinned: false,
             pin: Vec::new(),
         }

@@ -613,3 +613,183 @@ fn problems_display_one_per_line() {
     };
     assert_eq!(e.to_string(), "a.toml: central.url: required\nb.toml: cannot read");
 }
+
+/// A password in the URL is refused, and no problem, `Debug` text or variable name
+/// shows it (issue 15, finding 9).
+#[test]
+fn url_credentials_are_never_echoed() -> TestResult {
+    let config = r#"
+[mqtt]
+url = "mqtt://tend:S3cret/x?#@broker:1883"
+
+[central]
+url = "https://agent:S3cret@tickets.example.com"
+token = "t"
+"#;
+    let got = World::new(config, MIN_INVENTORY).errors()?;
+    let want = [
+        "/site/agent.toml: mqtt.url: `mqtt://***@broker:1883` is not a broker address like mqtt://host:1883: put credentials in mqtt.username and mqtt.password_file, not in the url (line 3)",
+        "/site/agent.toml: central.url: `https://***@tickets.example.com` is not a base URL like https://tickets.example.com: put the credentials in central.token_file, not in the url (line 6)",
+    ];
+    assert_eq!(got, want);
+    let got = World::new(MIN_CONFIG, MIN_INVENTORY)
+        .env("TEND_MQTT_URL", "tend:S3cret@broker:1883")
+        .env("TEND_CENTRAL_URL", "https://:S3cret@c/x")
+        .errors()?;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|l| !l.contains("S3cret") && l.contains("***@")), "{got:?}");
+
+    let mut raw: raw::RawConfig = toml::from_str(config)?;
+    raw.mqtt.password = Some(Secret::new("S3cret"));
+    let debug = format!("{raw:?}");
+    assert!(!debug.contains("S3cret"), "{debug}");
+    assert!(debug.contains("mqtt://***@broker:1883"), "{debug}");
+    Ok(())
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_is_refused_without_its_value() -> TestResult {
+    let config = "[mqtt]\nusername = \"u\"\npassword = 73310248\n\n[central]\nurl = \"http://c\"\ntoken = 4.25e9\n";
+    let got = World::new(config, MIN_INVENTORY).errors()?;
+    assert!(got.iter().all(|l| !l.contains("73310248") && !l.contains("425")), "{got:?}");
+    assert!(got.iter().any(|l| l.starts_with("/site/agent.toml: mqtt.password: ")), "{got:?}");
+    assert!(got.iter().any(|l| l.contains("central.token") && l.contains("(line 7)")), "{got:?}");
+    Ok(())
+}
+
+#[test]
+fn secret_files_are_trimmed_and_their_problems_show_no_content() -> TestResult {
+    let config = "[central]\nurl = \"http://c\"\ntoken_file = \"t\"\n";
+    let c = World::new(config, MIN_INVENTORY)
+        .file("/site/t", " \t tok-1 \n\n")
+        .load("/site/agent.toml")?;
+    assert_eq!(c.central.token.expose(), "tok-1");
+    assert_eq!(c.central.token.file(), Some(Path::new("/site/t")));
+    assert_eq!(c.secret_files(), vec![("central.token_file", Path::new("/site/t"))]);
+    assert_eq!(format!("{:?}", c.central.token), "Secret(***)");
+    // A token that cannot go in a header: the key is named, the token is not shown.
+    let got = World::new(config, MIN_INVENTORY).file("/site/t", "to ken\n").errors()?;
+    assert_eq!(
+        got,
+        [
+            "/site/agent.toml: central.token_file: must be visible ASCII without spaces (it goes in an HTTP header) (line 3)"
+        ]
+    );
+    // The environment still overrides the key, file or not.
+    let c = World::new(config, MIN_INVENTORY)
+        .env("TEND_CENTRAL_TOKEN", "env-tok")
+        .load("/site/agent.toml")?;
+    assert_eq!((c.central.token.expose(), c.central.token.file()), ("env-tok", None));
+    Ok(())
+}
+
+/// Issue 15, finding 10: the embedded broker beyond loopback needs logins.
+#[test]
+fn a_lan_broker_needs_logins() -> TestResult {
+    let broker = |listen: &str, extra: &str| {
+        format!("{MIN_CONFIG}\n[broker]\nenabled = true\nlisten = \"{listen}\"\n{extra}")
+    };
+    for listen in ["0.0.0.0:1883", "[::]:1883", "10.1.2.3:1883", "[::ffff:10.1.2.3]:1883"] {
+        let got = World::new(&broker(listen, ""), MIN_INVENTORY).errors()?;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("/site/agent.toml: broker.listen: "), "{got:?}");
+        assert!(got[0].contains("broker.password_file") && got[0].ends_with("(line 8)"), "{got:?}");
+    }
+    for listen in ["127.0.0.1:1883", "127.0.0.2:1883", "[::1]:1883", "[::ffff:127.0.0.1]:1883"] {
+        let c = World::new(&broker(listen, ""), MIN_INVENTORY).load("/site/agent.toml")?;
+        assert_eq!(c.broker.auth, None);
+    }
+    // Off, the address does not matter.
+    let off = format!("{MIN_CONFIG}\n[broker]\nlisten = \"0.0.0.0:1883\"\n");
+    World::new(&off, MIN_INVENTORY).load("/site/agent.toml")?;
+
+    let with_logins = broker("0.0.0.0:1884", "password_file = \"broker.passwd\"\n");
+    let c = World::new(&with_logins, MIN_INVENTORY)
+        .file("/site/broker.passwd", "# devices\n\nsensor-1 : pw one\r\nagent:p:w:2\n")
+        .load("/site/agent.toml")?;
+    let auth = c.broker.auth.as_ref().ok_or("no logins")?;
+    assert_eq!(auth.file, Path::new("/site/broker.passwd"));
+    let users: Vec<(&str, &str)> =
+        auth.users.iter().map(|(u, p)| (u.as_str(), p.expose())).collect();
+    assert_eq!(users, [("agent", "p:w:2"), ("sensor-1", "pw one")]);
+    assert!(!format!("{c:?}").contains("pw one"));
+    assert_eq!(c.secret_files(), vec![("broker.password_file", Path::new("/site/broker.passwd"))]);
+    Ok(())
+}
+
+#[test]
+fn broker_password_files_are_user_password_lines() -> TestResult {
+    let config = format!(
+        "{MIN_CONFIG}\n[broker]\nenabled = true\nlisten = \"0.0.0.0:1883\"\npassword_file = \"b\"\n"
+    );
+    let errors = |text: &str| World::new(&config, MIN_INVENTORY).file("/site/b", text).errors();
+    assert_eq!(
+        errors("just-a-Passw0rd\nu:$7$101$abc\n:x\nu2:\nok:1\nok:2\n")?,
+        ["/site/agent.toml: broker.password_file: `/site/b`: line 1 is not `user:password`; \
+          line 2 holds a password hash (mosquitto_passwd?); write the password itself; \
+          line 3 is not `user:password`; line 4 is not `user:password`; \
+          line 6 repeats the user of line 5 (line 9)"]
+    );
+    assert_eq!(
+        errors("# nobody\n\n")?,
+        ["/site/agent.toml: broker.password_file: `/site/b`: no `user:password` line (line 9)"]
+    );
+    let got = World::new(&config, MIN_INVENTORY).errors()?;
+    assert_eq!(
+        got,
+        ["/site/agent.toml: broker.password_file: cannot read `/site/b`: no such file (line 9)"]
+    );
+    Ok(())
+}
+
+#[test]
+fn the_agent_must_be_able_to_log_in_to_its_embedded_broker() -> TestResult {
+    let config = |mqtt: &str| {
+        format!(
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:1884\"\n{mqtt}\n\n[central]\nurl = \"http://c\"\ntoken = \"t\"\n\n\
+             [broker]\nenabled = true\nlisten = \"0.0.0.0:1884\"\npassword_file = \"b\"\n"
+        )
+    };
+    let world = |mqtt: &str| {
+        World::new(&config(mqtt), MIN_INVENTORY)
+            .file("/site/b", "agent:right\n")
+            .file("/site/pw", "wrong\n")
+    };
+    assert_eq!(
+        world("").errors()?,
+        [
+            "/site/agent.toml: mqtt.username: required: mqtt.url is the embedded broker, which takes logins from broker.password_file (`/site/b`); give the agent one of them"
+        ]
+    );
+    assert_eq!(
+        world("username = \"other\"\npassword = \"right\"").errors()?,
+        [
+            "/site/agent.toml: mqtt.username: `other` has no line in broker.password_file (`/site/b`): the embedded broker at mqtt.url would refuse the agent (line 3)"
+        ]
+    );
+    let got = world("username = \"agent\"\npassword_file = \"pw\"").errors()?;
+    assert_eq!(
+        got,
+        [
+            "/site/agent.toml: mqtt.password_file: not the password broker.password_file (`/site/b`) gives `agent`: the embedded broker at mqtt.url would refuse the agent (line 4)"
+        ]
+    );
+    world("username = \"agent\"\npassword = \"right\"").load("/site/agent.toml")?;
+    // Another broker (another port, or TLS) is not checked.
+    let other = config("").replace("127.0.0.1:1884", "127.0.0.1:1883");
+    World::new(&other, MIN_INVENTORY).file("/site/b", "agent:right\n").load("/site/agent.toml")?;
+    Ok(())
+}
+
+#[test]
+fn an_unreadable_agent_password_is_one_problem_not_two() -> TestResult {
+    let config = "[mqtt]\nurl = \"mqtt://127.0.0.1:1884\"\nusername = \"agent\"\npassword_file = \"nope\"\n\n\
+                  [central]\nurl = \"http://c\"\ntoken = \"t\"\n\n\
+                  [broker]\nenabled = true\nlisten = \"0.0.0.0:1884\"\npassword_file = \"b\"\n";
+    let got = World::new(config, MIN_INVENTORY).file("/site/b", "agent:right\n").errors()?;
+    assert_eq!(
+        got,
+        ["/site/agent.toml: mqtt.password_file: cannot read `/site/nope`: no such file (line 4)"]
+    );
+    Ok(())
+}

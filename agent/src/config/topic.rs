@@ -16,7 +16,9 @@ pub struct MqttUrl {
 impl MqttUrl {
     /// Parses `mqtt://host[:port]` / `mqtts://host[:port]`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("`{s}` is not a broker address like mqtt://host:1883: {why}");
+        let shown = redact_url(s);
+        let bad =
+            |why: &str| format!("`{shown}` is not a broker address like mqtt://host:1883: {why}");
         let t = s.trim();
         let (tls, rest) = if let Some(r) = t.strip_prefix("mqtt://") {
             (false, r)
@@ -27,7 +29,9 @@ impl MqttUrl {
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('@') {
-            return Err(bad("put credentials in mqtt.username / mqtt.password, not the url"));
+            return Err(bad(
+                "put credentials in mqtt.username and mqtt.password_file, not in the url",
+            ));
         }
         if rest.contains(['/', '?', '#']) {
             return Err(bad("a broker address has no path or query"));
@@ -74,6 +78,20 @@ impl fmt::Display for MqttUrl {
     }
 }
 
+/// `s` with anything that may be credentials replaced by `***`, for messages and
+/// `Debug`: everything between the scheme (or the start) and the last `@`
+/// (`mqtt://***@host:1883`). Errs on the side of hiding: a password may itself hold
+/// `/`, `?` or `#`, so the last `@` counts wherever it is.
+pub(crate) fn redact_url(s: &str) -> String {
+    let start = s.find("://").map_or(0, |i| i + 3);
+    match s.rfind('@') {
+        Some(at) if at >= start => {
+            format!("{}***{}", s.get(..start).unwrap_or(""), s.get(at..).unwrap_or(""))
+        }
+        _ => s.to_owned(),
+    }
+}
+
 /// Checks a topic layout such as `tend/{site}/{device_id}/{kind}`: `{device_id}` and
 /// `{kind}` once each, `{site}` at most once, each placeholder a whole topic level, no
 /// wildcards, no empty levels. (`crate::ingest` turns it into a matcher.)
@@ -112,8 +130,9 @@ pub(crate) fn check_topic(s: &str) -> Result<String, String> {
 /// Checks a central service base URL (`http://` or `https://`, a host, an optional
 /// path) and returns it without a trailing `/`.
 pub(crate) fn parse_http_url(s: &str) -> Result<String, String> {
+    let shown = redact_url(s);
     let bad =
-        |why: &str| format!("`{s}` is not a base URL like https://tickets.example.com: {why}");
+        |why: &str| format!("`{shown}` is not a base URL like https://tickets.example.com: {why}");
     let t = s.trim();
     let rest = t
         .strip_prefix("http://")
@@ -123,8 +142,8 @@ pub(crate) fn parse_http_url(s: &str) -> Result<String, String> {
     if authority.is_empty() {
         return Err(bad("the host is missing"));
     }
-    if authority.contains('@') {
-        return Err(bad("put the credentials in central.token, not the url"));
+    if t.contains('@') {
+        return Err(bad("put the credentials in central.token_file, not in the url"));
     }
     if t.contains(['?', '#']) || t.contains(char::is_whitespace) {
         return Err(bad("a base URL has no query, fragment or spaces"));
@@ -140,6 +159,29 @@ pub(crate) fn parse_http_url(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted() {
+        for (url, shown) in [
+            ("mqtt://u:pw@h:1883", "mqtt://***@h:1883"),
+            ("mqtt://u:p/w?#@h", "mqtt://***@h"),
+            ("u:pw@h:1883", "***@h:1883"),
+            ("https://u@h/x@y", "https://***@y"),
+            ("mqtt://h:1883", "mqtt://h:1883"),
+            ("https://h/a", "https://h/a"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        for url in ["mqtt://u:pw@h", "tcp://u:pw@h", "u:pw@h:1883"] {
+            let e = MqttUrl::parse(url).err().unwrap_or_default();
+            assert!(e.contains("***@h") && !e.contains("pw"), "{e}");
+        }
+        for url in ["https://u:pw@h", "ftp://u:pw@h", "https://h/u:pw@x", "http://u:pw@"] {
+            let e = parse_http_url(url).err().unwrap_or_default();
+            assert!(e.contains("***@") && !e.contains("pw"), "{e}");
+        }
+    }
 
     #[test]
     fn mqtt_urls() {

@@ -3,7 +3,7 @@
 //! Pure apart from [`Sources::read`] for the password and token files.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use jiff::SignedDuration;
@@ -35,10 +35,10 @@ pub(crate) fn apply_env(
     for (var, key) in ENV_OVERRIDES {
         let Some(value) = env(var) else { continue };
         match var {
-            "TEND_MQTT_URL" => raw.mqtt.url = value,
-            "TEND_CENTRAL_URL" => raw.central.url = Some(value),
+            "TEND_MQTT_URL" => raw.mqtt.url = RawUrl(value),
+            "TEND_CENTRAL_URL" => raw.central.url = Some(RawUrl(value)),
             "TEND_CENTRAL_TOKEN" => {
-                raw.central.token = Some(value);
+                raw.central.token = Some(Secret::new(value));
                 raw.central.token_file = None;
             }
             "TEND_DATA_DIR" => raw.store.data_dir = value,
@@ -73,10 +73,7 @@ pub(crate) fn validate(
     }
     let mqtt = mqtt(raw.mqtt, r, dir, &site, sources);
     let ingest = ingest(raw.ingest, r);
-    let broker = Broker {
-        enabled: raw.broker.enabled,
-        listen: addr(r, "broker.listen", &raw.broker.listen),
-    };
+    let broker = broker(raw.broker, r, dir, sources);
     let central = central(raw.central, r, dir, sources);
     let store = store(raw.store, r, dir);
     let plugins = plugins(raw.plugins, r, dir, &store.data_dir);
@@ -103,6 +100,14 @@ pub(crate) fn validate(
     let api = Api { enabled: raw.api.enabled, listen: addr(r, "api.listen", &raw.api.listen) };
     if broker.enabled && api.enabled && broker.listen == api.listen {
         r.push("api.listen", format!("{} is also broker.listen", api.listen));
+    }
+    // (Not when [mqtt] or [broker] has problems already: they would be the cause.)
+    if let (Some(m), Some(auth)) = (&mqtt, &broker.auth)
+        && broker.enabled
+        && dials_embedded(&m.url, broker.listen)
+        && !r.problems.iter().any(|p| p.key.starts_with("mqtt.") || p.key.starts_with("broker."))
+    {
+        embedded_login(r, m, auth);
     }
     let inventory = inventory?;
     let mqtt = mqtt?;
@@ -144,12 +149,13 @@ fn addr(r: &mut Reporter<'_>, key: &str, s: &str) -> SocketAddr {
     }
 }
 
-/// Reads a secret from `value` or from the file `file` (one of them, not both).
+/// Reads a secret from `value` or from the file `file` (one of them, not both). The
+/// file's text is trimmed; problems name the key and the file, never the content.
 fn secret(
     r: &mut Reporter<'_>,
     dir: &Path,
     sources: &Sources<'_>,
-    (key, value): (&str, Option<String>),
+    (key, value): (&str, Option<Secret>),
     (file_key, file): (&str, Option<String>),
 ) -> Option<Secret> {
     match (value, file) {
@@ -157,11 +163,11 @@ fn secret(
             r.push(file_key, format!("set {key} or {file_key}, not both"));
             None
         }
-        (Some(v), None) if v.trim().is_empty() => {
+        (Some(v), None) if v.expose().trim().is_empty() => {
             r.push(key, "must not be empty");
             None
         }
-        (Some(v), None) => Some(Secret::new(v)),
+        (Some(v), None) => Some(v),
         (None, Some(f)) => {
             let path = dir.join(&f);
             match (sources.read)(&path) {
@@ -169,7 +175,7 @@ fn secret(
                     r.push(file_key, format!("`{}` is empty", path.display()));
                     None
                 }
-                Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
+                Ok(text) => Some(Secret::from_file(text.trim(), path)),
                 Err(e) => {
                     r.push(file_key, format!("cannot read `{}`: {e}", path.display()));
                     None
@@ -187,7 +193,7 @@ fn mqtt(
     site: &str,
     sources: &Sources<'_>,
 ) -> Option<Mqtt> {
-    let url = MqttUrl::parse(&m.url).map_err(|e| r.push("mqtt.url", e)).ok();
+    let url = MqttUrl::parse(&m.url.0).map_err(|e| r.push("mqtt.url", e)).ok();
     let tls = url.as_ref().is_none_or(|u| u.tls);
     let client_id = m.client_id.unwrap_or_else(|| format!("tend-{site}"));
     if client_id.is_empty() || client_id.len() > 128 || client_id.contains(char::is_whitespace) {
@@ -244,6 +250,118 @@ fn mqtt(
     })
 }
 
+/// `[broker]`: beyond loopback, only with logins (without them anyone on the network
+/// could publish fake telemetry).
+fn broker(b: RawBroker, r: &mut Reporter<'_>, dir: &Path, sources: &Sources<'_>) -> Broker {
+    let listen = addr(r, "broker.listen", &b.listen);
+    if b.enabled && b.password_file.is_none() && !listen.ip().to_canonical().is_loopback() {
+        r.push(
+            "broker.listen",
+            format!(
+                "{listen} is not a loopback address, and without logins anyone who can reach \
+                 it could publish fake telemetry: set broker.password_file (user:password \
+                 lines, the devices' and mqtt.username's logins), or listen on 127.0.0.1"
+            ),
+        );
+    }
+    let auth = b.password_file.and_then(|f| broker_logins(r, dir.join(f), sources));
+    Broker { enabled: b.enabled, listen, auth }
+}
+
+/// Reads `broker.password_file`: one `user:password` a line, surrounding whitespace,
+/// blank lines and `#` comments ignored. Problems name lines, never their text.
+fn broker_logins(r: &mut Reporter<'_>, path: PathBuf, sources: &Sources<'_>) -> Option<BrokerAuth> {
+    const KEY: &str = "broker.password_file";
+    let text = match (sources.read)(&path) {
+        Ok(text) => text,
+        Err(e) => {
+            r.push(KEY, format!("cannot read `{}`: {e}", path.display()));
+            return None;
+        }
+    };
+    let mut users = BTreeMap::new();
+    let mut first_line = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let (n, line) = (i + 1, line.trim());
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((user, password)) = line.split_once(':') else {
+            bad.push(format!("line {n} is not `user:password`"));
+            continue;
+        };
+        let (user, password) = (user.trim(), password.trim());
+        if user.is_empty() || user.contains(char::is_whitespace) || password.is_empty() {
+            bad.push(format!("line {n} is not `user:password`"));
+        } else if ["$5$", "$6$", "$7$"].iter().any(|h| password.starts_with(h)) {
+            bad.push(format!(
+                "line {n} holds a password hash (mosquitto_passwd?); write the password itself"
+            ));
+        } else if let Some(first) = first_line.insert(user.to_owned(), n) {
+            bad.push(format!("line {n} repeats the user of line {first}"));
+        } else {
+            users.insert(user.to_owned(), Secret::from_file(password, &path));
+        }
+    }
+    if users.is_empty() && bad.is_empty() {
+        bad.push("no `user:password` line".to_owned());
+    }
+    if !bad.is_empty() {
+        r.push(KEY, format!("`{}`: {}", path.display(), bad.join("; ")));
+        return None;
+    }
+    Some(BrokerAuth { file: path, users })
+}
+
+/// Whether a client dialling `url` reaches the embedded broker listening on `listen`.
+fn dials_embedded(url: &MqttUrl, listen: SocketAddr) -> bool {
+    if url.tls || url.port != listen.port() {
+        return false;
+    }
+    let local = listen.ip().is_unspecified() || listen.ip().to_canonical().is_loopback();
+    match url.host.parse::<IpAddr>() {
+        Ok(ip) => ip == listen.ip() || (local && ip.to_canonical().is_loopback()),
+        Err(_) => local && url.host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// The agent's own login to the embedded broker must be one it accepts.
+fn embedded_login(r: &mut Reporter<'_>, m: &Mqtt, auth: &BrokerAuth) {
+    let file = auth.file.display();
+    let Some(user) = &m.username else {
+        r.push(
+            "mqtt.username",
+            format!(
+                "required: mqtt.url is the embedded broker, which takes logins from \
+                 broker.password_file (`{file}`); give the agent one of them"
+            ),
+        );
+        return;
+    };
+    let key = match &m.password {
+        Some(p) if p.file().is_some() => "mqtt.password_file",
+        _ => "mqtt.password",
+    };
+    match auth.users.get(user) {
+        None => r.push(
+            "mqtt.username",
+            format!(
+                "`{user}` has no line in broker.password_file (`{file}`): the embedded \
+                 broker at mqtt.url would refuse the agent"
+            ),
+        ),
+        Some(p) if m.password.as_ref().map(Secret::expose) != Some(p.expose()) => r.push(
+            key,
+            format!(
+                "not the password broker.password_file (`{file}`) gives `{user}`: the \
+                 embedded broker at mqtt.url would refuse the agent"
+            ),
+        ),
+        Some(_) => {}
+    }
+}
+
 fn ingest(i: RawIngest, r: &mut Reporter<'_>) -> Ingest {
     let max_clock_skew = i.max_clock_skew.0.map(|d| d.0);
     if max_clock_skew.is_some_and(|d| d < SignedDuration::from_secs(1)) {
@@ -252,8 +370,26 @@ fn ingest(i: RawIngest, r: &mut Reporter<'_>) -> Ingest {
             "must be at least 1s (no two clocks agree to the millisecond), or \"off\"",
         );
     }
-    Ingest { max_clock_skew }
+    for (key, value) in [
+        ("ingest.max_telemetry_bytes", i.max_telemetry_bytes),
+        ("ingest.max_event_bytes", i.max_event_bytes),
+    ] {
+        if !(1..=MAX_PAYLOAD_LIMIT).contains(&value) {
+            r.push(key, format!("must be 1 ..= {MAX_PAYLOAD_LIMIT} (bytes)"));
+        }
+    }
+    Ingest {
+        max_clock_skew,
+        max_telemetry_bytes: i.max_telemetry_bytes as usize,
+        max_event_bytes: i.max_event_bytes as usize,
+    }
 }
+
+/// The default of `plugins.max_call_bytes` (when a quarter of the instance is more).
+const DEFAULT_MAX_CALL_BYTES: u64 = 1 << 20;
+
+/// Largest `ingest.max_*_bytes`: 16 MiB, beyond any MQTT packet a broker should accept.
+const MAX_PAYLOAD_LIMIT: u32 = 16 << 20;
 
 fn central(
     c: RawCentral,
@@ -266,13 +402,19 @@ fn central(
             r.push("central.url", "required: the central ticket service, e.g. \"https://tickets.example.com\" (or TEND_CENTRAL_URL)");
             None
         }
-        Some(u) => parse_http_url(&u).map_err(|e| r.push("central.url", e)).ok(),
+        Some(u) => parse_http_url(&u.0).map_err(|e| r.push("central.url", e)).ok(),
     };
     let had_token = c.token.is_some() || c.token_file.is_some();
     let token =
         secret(r, dir, sources, ("central.token", c.token), ("central.token_file", c.token_file));
     if !had_token {
         r.push("central.token", "required: set token, token_file or TEND_CENTRAL_TOKEN");
+    }
+    if let Some(t) = &token
+        && !t.expose().bytes().all(|b| b.is_ascii_graphic())
+    {
+        let key = if t.file().is_some() { "central.token_file" } else { "central.token" };
+        r.push(key, "must be visible ASCII without spaces (it goes in an HTTP header)");
     }
     let timeout = positive(r, "central.timeout", c.timeout);
     let backoff_initial = positive(r, "central.backoff_initial", c.backoff_initial);
@@ -335,6 +477,22 @@ fn plugins(p: RawPlugins, r: &mut Reporter<'_>, dir: &Path, data_dir: &Path) -> 
         r.push("plugins.quarantine_failures", "must be at least 1");
     }
     let quarantine_window = positive(r, "plugins.quarantine_window", p.quarantine_window);
+    // A quarter of the instance: the plugin decodes what it is handed, beside its code
+    // and state.
+    let call_max = (u64::from(p.memory_mib) << 20) / 4;
+    let max_call_bytes = match p.max_call_bytes {
+        // 1 MiB: thousands of ordinary readings, a small part of the default instance.
+        None => call_max.clamp(1024, DEFAULT_MAX_CALL_BYTES),
+        Some(n) => {
+            if !(1024..=call_max.max(1024)).contains(&u64::from(n)) {
+                r.push(
+                    "plugins.max_call_bytes",
+                    format!("must be 1024 ..= {call_max} (a quarter of plugins.memory_mib)"),
+                );
+            }
+            u64::from(n)
+        }
+    };
     let mut pins = Vec::new();
     let mut seen = BTreeMap::new();
     for (i, pin) in p.pin.into_iter().enumerate() {
@@ -386,6 +544,7 @@ fn plugins(p: RawPlugins, r: &mut Reporter<'_>, dir: &Path, data_dir: &Path) -> 
         ),
         quarantine_failures: p.quarantine_failures,
         quarantine_window,
+        max_call_bytes: usize::try_from(max_call_bytes).unwrap_or(usize::MAX),
         only_pinned: p.only_pinned,
         pins,
     }

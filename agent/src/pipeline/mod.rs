@@ -82,6 +82,9 @@ pub struct Counters {
     /// Of `invalid`: live, readings whose `ts` was more than `ingest.max_clock_skew`
     /// ahead of their arrival (a device clock far ahead).
     pub future: u64,
+    /// Of `invalid`: payloads over `ingest.max_telemetry_bytes` / `max_event_bytes`
+    /// (never handed to a plugin).
+    pub oversize: u64,
     /// Redelivered messages recognised and skipped (including messages older than
     /// the device's last [`RECENT_MESSAGES`](crate::store::RECENT_MESSAGES), which
     /// cannot be told from redeliveries).
@@ -192,6 +195,19 @@ impl LogGate {
 /// not in one transaction holding every ticket in memory.
 const TIMER_SLICE: usize = 256;
 
+/// How many of `messages` (at least one) fit in one call of `max_bytes` of payload.
+fn call_len(messages: &[Message], max_bytes: usize) -> usize {
+    let mut total = 0usize;
+    let n = messages
+        .iter()
+        .take_while(|m| {
+            total = total.saturating_add(m.payload.len());
+            total <= max_bytes
+        })
+        .count();
+    n.max(1)
+}
+
 /// Marks a device changed (without allocating when it already is).
 fn mark(dirty: &mut BTreeSet<String>, id: &str) {
     if !dirty.contains(id) {
@@ -247,6 +263,12 @@ pub struct Core {
     floor_ms: Option<i64>,
     /// How long before its due date an inspection ticket opens.
     lead: Span,
+    /// Largest telemetry / event payload judged (`ingest.max_*_bytes`): one device's
+    /// big payloads must not fill the plugin instance its whole type shares.
+    max_telemetry_bytes: usize,
+    max_event_bytes: usize,
+    /// Most payload bytes in one plugin call (`plugins.max_call_bytes`).
+    max_call_bytes: usize,
     /// Device ids in inventory order (for the archive).
     inventory_order: Vec<String>,
 }
@@ -395,6 +417,9 @@ impl Core {
                 Clock::Replay => Some(start_ms),
             },
             lead: config.inspections.lead_time,
+            max_telemetry_bytes: config.ingest.max_telemetry_bytes,
+            max_event_bytes: config.ingest.max_event_bytes,
+            max_call_bytes: config.plugins.max_call_bytes.max(1),
             inventory_order: config.inventory.devices.iter().map(|d| d.id.clone()).collect(),
         };
         let ids: Vec<String> = p.devices.keys().cloned().collect();
@@ -625,6 +650,32 @@ impl Core {
             }
             return None;
         }
+        let limit = match kind {
+            MessageKind::Telemetry => Some(self.max_telemetry_bytes),
+            MessageKind::Event => Some(self.max_event_bytes),
+            MessageKind::Status => None,
+        };
+        if let Some(limit) = limit
+            && m.payload.len() > limit
+        {
+            // Before anything reads it: not parsed, digested or handed to a plugin.
+            self.counters.invalid += 1;
+            self.counters.oversize += 1;
+            if let Some(held) = self.log_gate.allow(&format!("oversize {id}"), m.arrival_ms) {
+                tracing::warn!(
+                    device = %id,
+                    held_back = held,
+                    bytes = m.payload.len(),
+                    limit,
+                    "{} payload larger than ingest.max_{}_bytes: counted as invalid, \
+                     not judged",
+                    kind.as_str(),
+                    kind.as_str()
+                );
+            }
+            // It still proves the device is online.
+            return Some((id, Step::Online(m.arrival_ms)));
+        }
         let ts = match kind {
             MessageKind::Status => m.arrival_ms,
             _ => match event_time_ms(&m.payload) {
@@ -715,12 +766,24 @@ impl Core {
                 Step::Online(ts) => self.observe(id, ts, &[], batch),
                 Step::Judge(ts) => match judged.next() {
                     Some(Judged::Outcome(o)) => {
+                        let mut conditions = o.conditions;
                         if let Some(rec) = self.records.get_mut(id) {
                             for mr in o.meters {
                                 rec.meters.insert(mr.meter, mr.value);
                             }
+                            // Judged again after a suspension: its plugin_failure clears.
+                            if rec.alarms.open_episodes().any(|(c, _)| c == PLUGIN_FAILURE) {
+                                conditions.push(Condition {
+                                    code: PLUGIN_FAILURE.into(),
+                                    active: false,
+                                    severity: 2,
+                                    summary: String::new(),
+                                    evidence: vec![],
+                                    diagnosis: None,
+                                });
+                            }
                         }
-                        self.observe(id, ts, &o.conditions, batch);
+                        self.observe(id, ts, &conditions, batch);
                     }
                     Some(Judged::Rejected(e)) => {
                         self.counters.invalid += 1;
@@ -733,7 +796,7 @@ impl Core {
                         }
                         self.observe(id, ts, &[], batch);
                     }
-                    Some(Judged::Failed(e)) => self.plugin_failed(id, ts, &e, batch),
+                    Some(Judged::Failed(e)) => self.plugin_failed(id, ts, now, &e, batch),
                     None => self.observe(id, ts, &[], batch),
                 },
             }
@@ -743,10 +806,24 @@ impl Core {
         self.reschedule(id);
     }
 
-    /// Judges a device's messages with its plugin: one call for all of them, the
-    /// state threaded through. If that call fails (a trap, a deadline ...), each
-    /// message is retried alone so a single poisonous message costs only itself.
+    /// Judges a device's messages with its plugin, the state threaded through: one
+    /// call for all of them, or as many as `plugins.max_call_bytes` of payload asks
+    /// (a single larger message goes alone), so a flood of big payloads cannot fill
+    /// the instance.
     fn judge(&mut self, id: &str, messages: &[Message], now: i64) -> Vec<Judged> {
+        let mut out = Vec::with_capacity(messages.len());
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let (call, tail) = rest.split_at(call_len(rest, self.max_call_bytes));
+            out.extend(self.judge_call(id, call, now));
+            rest = tail;
+        }
+        out
+    }
+
+    /// One call of [`Core::judge`]. If it fails (a trap, a deadline ...), each message
+    /// is retried alone so a single poisonous message costs only itself.
+    fn judge_call(&mut self, id: &str, messages: &[Message], now: i64) -> Vec<Judged> {
         if messages.is_empty() {
             return Vec::new();
         }
@@ -761,7 +838,7 @@ impl Core {
                 mark(&mut self.dirty, id);
                 b.outcomes.into_iter().map(Judged::from).collect()
             }
-            Err(e) if messages.len() == 1 || matches!(e, CallError::Quarantined { .. }) => {
+            Err(e) if messages.len() == 1 || !e.is_failure() => {
                 messages.iter().map(|_| Judged::Failed(e.clone())).collect()
             }
             Err(e) => {
@@ -788,23 +865,35 @@ impl Core {
     }
 
     /// A plugin call failed for this device's message.
-    fn plugin_failed(&mut self, id: &str, ts: i64, e: &CallError, batch: &mut Batch) {
+    /// `now`: the clock the call ran at.
+    fn plugin_failed(&mut self, id: &str, ts: i64, now: i64, e: &CallError, batch: &mut Batch) {
         self.counters.plugin_failures += 1;
-        if let CallError::Quarantined { .. } = e {
-            tracing::debug!(device = id, "{e}");
-        } else {
+        if e.is_failure() {
             tracing::error!(device = id, "{e}");
+        } else {
+            tracing::debug!(device = id, "{e}");
         }
         let ty =
             self.devices.get(id).map(|d| d.inventory.equipment_type.clone()).unwrap_or_default();
-        let quarantined = self.plugins.get(&ty).is_some_and(|p| p.is_quarantined());
-        // While the plugin is quarantined its devices hold `plugin_failure` (level 2);
-        // a single failure only proves the device is online.
-        let failure = quarantined.then(|| Condition {
+        let plugin = self.plugins.get(&ty);
+        let quarantined = plugin.is_some_and(|p| p.is_quarantined());
+        let suspended = matches!(e, CallError::Suspended { .. })
+            || plugin.is_some_and(|p| p.is_suspended(id, now));
+        // While the plugin is quarantined its devices hold `plugin_failure` (level 2),
+        // and so does a device it keeps failing on (its own messages, for the
+        // quarantine window); a single failure only proves the device is online.
+        let failure = (quarantined || suspended).then(|| Condition {
             code: PLUGIN_FAILURE.into(),
             active: true,
             severity: 2,
-            summary: format!("The `{ty}` plugin is quarantined: {e}"),
+            summary: if quarantined {
+                format!("The `{ty}` plugin is quarantined: {e}")
+            } else {
+                format!(
+                    "This device's messages are quarantined from the `{ty}` plugin, which \
+                     keeps failing on them (the plugin still serves the other devices): {e}"
+                )
+            },
             evidence: vec![],
             diagnosis: None,
         });
@@ -941,7 +1030,28 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
-    use super::LogGate;
+    use super::{LogGate, call_len};
+    use crate::plugins::bindings::{Message, MessageKind};
+
+    fn msg(bytes: usize) -> Message {
+        Message {
+            kind: MessageKind::Telemetry,
+            topic: "t".into(),
+            payload: vec![b' '; bytes],
+            ts_ms: 0,
+        }
+    }
+
+    /// Issue 15, finding 1: a device's whole batch went to its plugin in one call,
+    /// however big its payloads.
+    #[test]
+    fn a_batch_of_big_payloads_is_split_into_calls_by_bytes() {
+        let big: Vec<Message> = (0..10).map(|_| msg(400)).collect();
+        assert_eq!(call_len(&big, 1000), 2);
+        assert_eq!(call_len(&big, 100), 1, "a single larger message goes alone");
+        assert_eq!(call_len(&big, 1 << 20), 10);
+        assert_eq!(call_len(&[msg(0), msg(0)], 0), 2);
+    }
 
     #[test]
     fn log_gate_lets_one_through_per_key_and_period() {

@@ -9,6 +9,13 @@ use super::bindings::{BatchEvaluation, Description};
 pub const MAX_SUMMARY: usize = 512;
 /// Most evidence readings kept per condition.
 pub const MAX_EVIDENCE: usize = 32;
+/// Longest evidence field name or suggested part kept (a ticket must stay small
+/// enough for the central service to accept it).
+pub const MAX_NAME: usize = 128;
+/// Most suggested parts kept per diagnosis.
+pub const MAX_PARTS: usize = 16;
+/// Ends every text the host cut.
+pub const CUT: &str = " [cut]";
 /// Largest per-device state a plugin may return.
 pub const MAX_STATE: usize = 1 << 20;
 
@@ -47,10 +54,18 @@ impl Declared {
                 if c.active && !(1..=4).contains(&c.severity) {
                     return Err(format!("severity {} for `{}` is not 1..=4", c.severity, c.code));
                 }
-                if c.summary.len() > MAX_SUMMARY {
-                    c.summary = truncate(&c.summary, MAX_SUMMARY).to_owned();
-                }
+                cap(&mut c.summary, MAX_SUMMARY);
                 c.evidence.truncate(MAX_EVIDENCE);
+                for e in &mut c.evidence {
+                    cap(&mut e.field, MAX_NAME);
+                }
+                if let Some(d) = &mut c.diagnosis {
+                    cap(&mut d.probable_cause, MAX_SUMMARY);
+                    d.suggested_parts.truncate(MAX_PARTS);
+                    for part in &mut d.suggested_parts {
+                        cap(part, MAX_NAME);
+                    }
+                }
             }
             for m in &outcome.meters {
                 if !self.meters.contains(&m.meter) {
@@ -62,6 +77,15 @@ impl Declared {
             }
         }
         Ok(())
+    }
+}
+
+/// Cuts `s` to at most `max` bytes, ending with [`CUT`], when it is longer.
+fn cap(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = truncate(s, max.saturating_sub(CUT.len())).to_owned();
+        cut.push_str(CUT);
+        *s = cut;
     }
 }
 
@@ -134,3 +158,65 @@ pub fn validate_description(d: &Description) -> Vec<String> {
 
 /// Codes the host raises itself; a plugin may not declare them.
 pub const RESERVED_CODES: &[&str] = &["device_offline", "plugin_failure"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::bindings::{
+        BatchEvaluation, Category, Condition, Description, Diagnosis, Evidence, FaultSpec, Outcome,
+    };
+
+    fn declared() -> Declared {
+        Declared::new(&Description {
+            equipment_type: "t".into(),
+            plugin_version: "1".into(),
+            faults: vec![FaultSpec {
+                code: "bad".into(),
+                title: "Bad".into(),
+                default_severity: 3,
+                component: "main_unit".into(),
+                interrupts_service: false,
+            }],
+            meters: vec![],
+            warranty: vec![],
+            inspections: vec![],
+            offline_timeout_s: 300,
+        })
+    }
+
+    /// Issue 15, finding 8: only the summary was cut; a plugin could put megabytes in
+    /// a diagnosis or an evidence name, and the ticket carrying them was refused by
+    /// the central service (413) and dropped.
+    #[test]
+    fn huge_diagnosis_texts_and_evidence_names_are_cut_with_a_marker() {
+        let huge = "é".repeat(1 << 20);
+        let mut b = BatchEvaluation {
+            outcomes: vec![Ok(Outcome {
+                conditions: vec![Condition {
+                    code: "bad".into(),
+                    active: true,
+                    severity: 3,
+                    summary: huge.clone(),
+                    evidence: vec![Evidence { ts_ms: 1, field: huge.clone(), value: 1.0 }; 100],
+                    diagnosis: Some(Diagnosis {
+                        probable_cause: huge.clone(),
+                        category: Category::Hardware,
+                        suggested_parts: vec![huge.clone(); 1000],
+                    }),
+                }],
+                meters: vec![],
+            })],
+            state: vec![],
+        };
+        declared().check(&mut b, 1).unwrap();
+        let Ok(o) = &b.outcomes[0] else { panic!("outcome rejected") };
+        let c = &o.conditions[0];
+        assert!(c.summary.len() <= MAX_SUMMARY && c.summary.ends_with(CUT), "{}", c.summary.len());
+        assert_eq!(c.evidence.len(), MAX_EVIDENCE);
+        assert!(c.evidence.iter().all(|e| e.field.len() <= MAX_NAME && e.field.ends_with(CUT)));
+        let d = c.diagnosis.as_ref().unwrap();
+        assert!(d.probable_cause.len() <= MAX_SUMMARY && d.probable_cause.ends_with(CUT));
+        assert!(d.suggested_parts.len() <= MAX_PARTS);
+        assert!(d.suggested_parts.iter().all(|p| p.len() <= MAX_NAME && p.ends_with(CUT)));
+    }
+}

@@ -71,7 +71,8 @@ pub enum LoadError {
     Engine(String),
 }
 
-/// A plugin call that failed. Every kind but `Quarantined` counts toward quarantine.
+/// A plugin call that failed. Every kind but `Quarantined` and `Suspended` (calls
+/// refused without running) counts toward quarantine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The call ran past its deadline and was interrupted.
@@ -126,6 +127,22 @@ pub enum CallError {
         /// Why.
         reason: String,
     },
+    /// The plugin failed too often on this device: the device's messages are not
+    /// judged until `until_ms` (pipeline clock); the plugin keeps serving the others.
+    #[error(
+        "plugin `{plugin}` failed {failures} times on device {device}; its messages are \
+         skipped until {until_ms} (ms)"
+    )]
+    Suspended {
+        /// Equipment type of the plugin.
+        plugin: String,
+        /// Device that was not evaluated.
+        device: String,
+        /// Failures on this device that led to the suspension.
+        failures: u32,
+        /// When the device is called again (pipeline clock, ms).
+        until_ms: i64,
+    },
     /// The plugin failed too often and is no longer called.
     #[error(
         "plugin `{plugin}` is quarantined after {failures} failures; device {device} not evaluated"
@@ -143,6 +160,6 @@ pub enum CallError {
 impl CallError {
     /// Whether this failure counts toward quarantine.
     pub fn is_failure(&self) -> bool {
-        !matches!(self, CallError::Quarantined { .. })
+        !matches!(self, CallError::Quarantined { .. } | CallError::Suspended { .. })
     }
 }

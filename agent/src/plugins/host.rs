@@ -1,6 +1,6 @@
 //! One loaded plugin: its instance, the calls into it, output validation, quarantine.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use tend_plugin_sdk as sdk;
@@ -68,8 +68,12 @@ pub struct WasmPlugin {
     packed: Option<ComponentExportIndex>,
     limits: Limits,
     live: Option<Live>,
-    /// Times (pipeline clock) of recent failures, for the quarantine window.
-    recent_failures: VecDeque<i64>,
+    /// Recent failures (pipeline clock, device), for the quarantine window.
+    recent_failures: VecDeque<(i64, String)>,
+    /// Devices whose own messages failed `max_failures` times within the window:
+    /// device -> until when (pipeline clock) its calls are refused. One device's bad
+    /// input must not switch detection off for every device of the type.
+    suspended: HashMap<String, i64>,
     quarantined: bool,
     stats: PluginStats,
 }
@@ -112,6 +116,7 @@ impl WasmPlugin {
             limits,
             live: Some(live),
             recent_failures: VecDeque::new(),
+            suspended: HashMap::new(),
             quarantined: false,
             stats: PluginStats { instantiations: 1, ..PluginStats::default() },
         })
@@ -163,6 +168,17 @@ impl WasmPlugin {
                 failures: self.limits.max_failures,
             });
         }
+        if let Some(&until_ms) = self.suspended.get(&device.id) {
+            if now_ms < until_ms {
+                return Err(CallError::Suspended {
+                    plugin: self.description.equipment_type.clone(),
+                    device: device.id.clone(),
+                    failures: self.limits.max_failures,
+                    until_ms,
+                });
+            }
+            self.suspended.remove(&device.id);
+        }
         let result = self.call(device, messages, state).and_then(|mut b| {
             self.declared.check(&mut b, messages.len()).map(|()| b).map_err(|reason| {
                 CallError::BadOutput {
@@ -179,7 +195,7 @@ impl WasmPlugin {
                 Ok(b)
             }
             Err(e) => {
-                self.fail(now_ms);
+                self.fail(now_ms, &device.id);
                 Err(e)
             }
         }
@@ -257,15 +273,42 @@ impl WasmPlugin {
         CallError::Trap { plugin, device, reason }
     }
 
-    fn fail(&mut self, now_ms: i64) {
+    /// Whether the device's calls are refused at `now_ms` (see [`CallError::Suspended`]).
+    pub fn is_suspended(&self, device: &str, now_ms: i64) -> bool {
+        self.suspended.get(device).is_some_and(|until| now_ms < *until)
+    }
+
+    /// Counts a failure on `device`: `max_failures` of one device within the window
+    /// suspend that device; failures of `max_failures` different devices within the
+    /// window quarantine the plugin (its fault, not one device's input).
+    fn fail(&mut self, now_ms: i64, device: &str) {
         self.stats.failures += 1;
         self.live = None;
-        self.recent_failures.push_back(now_ms);
+        self.recent_failures.push_back((now_ms, device.to_owned()));
         let cutoff = now_ms - self.limits.failure_window_ms;
-        while self.recent_failures.front().is_some_and(|t| *t <= cutoff) {
+        while self.recent_failures.front().is_some_and(|(t, _)| *t <= cutoff) {
             self.recent_failures.pop_front();
         }
-        if self.recent_failures.len() >= self.limits.max_failures as usize {
+        self.suspended.retain(|_, until| now_ms < *until);
+        let max = self.limits.max_failures as usize;
+        let own = self.recent_failures.iter().filter(|(_, d)| d == device).count();
+        if own >= max && !self.suspended.contains_key(device) {
+            let until_ms = now_ms.saturating_add(self.limits.failure_window_ms.max(1));
+            self.suspended.insert(device.to_owned(), until_ms);
+            // Its failures are accounted for by the suspension.
+            self.recent_failures.retain(|(_, d)| d != device);
+            self.recent_failures.push_back((now_ms, device.to_owned()));
+            tracing::error!(
+                plugin = %self.description.equipment_type,
+                device,
+                failures = own,
+                "plugin failed repeatedly on one device: the device raises plugin_failure \
+                 and its messages are skipped for the quarantine window; the plugin keeps \
+                 serving the other devices"
+            );
+        }
+        let devices: HashSet<&str> = self.recent_failures.iter().map(|(_, d)| d.as_str()).collect();
+        if devices.len() >= max {
             self.quarantined = true;
             tracing::error!(
                 plugin = %self.description.equipment_type,

@@ -16,7 +16,7 @@ use wasmtime_wasi::{
 /// How much a plugin instance may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory per instance, in bytes.
+    /// Memory per instance, in bytes: all its linear memories and tables together.
     pub memory_bytes: usize,
     /// Wall time one call may take before it is interrupted.
     pub call_deadline: Duration,
@@ -77,6 +77,9 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory_limit: usize,
+    /// Bytes the instance's memories and tables hold so far: the limit is per
+    /// instance, not per memory (a component may have several).
+    in_use: usize,
     /// Set when the guest asked for more memory than allowed, so a trap that
     /// follows (the guest aborting on allocation failure) is reported as the
     /// memory limit rather than as a plain trap.
@@ -105,6 +108,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             memory_limit: limits.memory_bytes,
+            in_use: 0,
             hit_memory_limit: false,
             stderr,
         }
@@ -120,6 +124,23 @@ impl HostState {
     }
 }
 
+/// What a table element costs the host (a function reference), for the instance's
+/// memory total.
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+impl HostState {
+    /// Takes `more` bytes for a memory or table if the instance's total allows.
+    fn grow(&mut self, more: usize) -> bool {
+        let total = self.in_use.saturating_add(more);
+        if total > self.memory_limit {
+            self.hit_memory_limit = true;
+            return false;
+        }
+        self.in_use = total;
+        true
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
@@ -129,24 +150,21 @@ impl WasiView for HostState {
 impl ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.hit_memory_limit = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(desired.saturating_sub(current)))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let more = desired.saturating_sub(current).saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(desired <= 100_000 && self.grow(more))
     }
 }
 
@@ -168,5 +186,30 @@ impl HostMonotonicClock for FrozenClock {
     }
     fn now(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, finding 8: the limit was checked per linear memory, so an instance
+    /// with several memories (or big tables) could take the limit once per memory.
+    #[test]
+    fn several_memories_and_tables_share_one_instance_limit() {
+        let limits = Limits { memory_bytes: 16 << 20, ..Limits::default() };
+        let mut h = HostState::new(&limits);
+        assert!(h.memory_growing(0, 10 << 20, None).unwrap(), "first memory within the limit");
+        assert!(!h.memory_growing(0, 10 << 20, None).unwrap(), "a second memory takes the rest");
+        assert!(h.hit_memory_limit);
+        assert!(h.memory_growing(0, 4 << 20, None).unwrap(), "what is left");
+        assert!(
+            h.memory_growing(10 << 20, 11 << 20, None).unwrap(),
+            "growth counts the difference"
+        );
+        let mut h = HostState::new(&limits);
+        assert!(h.memory_growing(0, 8 << 20, None).unwrap());
+        assert!(!h.table_growing(0, 1 << 20, None).unwrap(), "tables count toward the same total");
+        assert!(h.table_growing(0, 1_000, None).unwrap());
     }
 }

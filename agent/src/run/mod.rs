@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::api::PipelineSnapshot;
 use crate::app::load_plugins;
 use crate::config::Config;
-use crate::ingest::broker::start_embedded;
+use crate::ingest::broker::start_configured;
 use crate::ingest::mqtt::{self, Delivery, MqttSettings};
 use crate::local::LocalCommand;
 use crate::pipeline::Pipeline;
@@ -68,7 +68,8 @@ fn to_std(d: jiff::SignedDuration) -> Duration {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let broker = if config.broker.enabled {
         let listen = config.broker.listen;
-        let b = tokio::task::spawn_blocking(move || start_embedded(listen))
+        let broker = config.broker.clone();
+        let b = tokio::task::spawn_blocking(move || start_configured(&broker))
             .await
             .context("starting the embedded MQTT broker")?
             .with_context(|| format!("starting the embedded MQTT broker on {listen}"))?;

@@ -51,6 +51,15 @@ impl Inbound for Delivery {
     }
 }
 
+/// Runs `f` with the thread's Tokio context exited. Plugin calls go through
+/// wasmtime-wasi's synchronous bindings, which drive their streams with a nested
+/// `block_on` (a plugin's panic message written to stderr, for one): inside the
+/// worker's own `block_on` that panics ("cannot start a runtime from within a
+/// runtime") and took the pipeline thread down.
+fn outside_runtime<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
 /// The pipeline thread's state.
 pub(super) struct Worker<M> {
     pub(super) pipeline: Pipeline,
@@ -105,7 +114,9 @@ impl<M: Inbound> Worker<M> {
                     }
                 }
                 _ = tick.tick() => {
-                    let applied = self.pipeline.tick(wall_ms()).context("firing timers")?;
+                    let pipeline = &mut self.pipeline;
+                    let applied =
+                        outside_runtime(|| pipeline.tick(wall_ms())).context("firing timers")?;
                     self.durable(applied)?;
                 }
             }
@@ -146,9 +157,8 @@ impl<M: Inbound> Worker<M> {
             acks.push(ack);
         }
         let n = incoming.len();
-        let applied = self
-            .pipeline
-            .ingest(incoming)
+        let pipeline = &mut self.pipeline;
+        let applied = outside_runtime(|| pipeline.ingest(incoming))
             .with_context(|| format!("committing a batch of {n} messages"))?;
         let proof = self.durable(applied)?;
         for ack in acks {
@@ -317,7 +327,7 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nothing_is_acked_before_its_batch_is_durable() {
         let b = bench();
         let (early, acked) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -335,7 +345,7 @@ mod tests {
         assert!(store.outbox_len() >= 1, "the overheat ticket is in the outbox");
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_commit_acks_nothing() {
         let b = bench();
         let (early, acked) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

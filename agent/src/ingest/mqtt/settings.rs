@@ -195,6 +195,16 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn debug_output_shows_no_password() {
+        let mut s = settings();
+        s.mqtt.username = Some("tend".into());
+        s.mqtt.password = Some(Secret::from_file("hunter2", "/etc/tend/mqtt.password"));
+        let debug = format!("{s:?} {s:#?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("tend"), "{debug}");
+    }
+
+    #[test]
     fn credentials_need_a_user_name() {
         let mut s = settings();
         assert_eq!(s.credentials(), None);
