@@ -246,7 +246,7 @@ commissioned = "2025-13-01"
     let want = [
         "/site/agent.toml: calendar.hours: `18:00-09:00` is not working hours like \"09:00-18:00\": the end must be after the start (line 22)",
         "/site/agent.toml: calendar.workdays: `funday` is not a weekday: write mon, tue, wed, thu, fri, sat or sun (line 21)",
-        "/site/agent.toml: central.timeout: invalid type: integer `10`, expected a duration like \"30s\", \"10m\" or \"7d\" (line 11)",
+        "/site/agent.toml: central.timeout: expected a duration like \"30s\", \"10m\" or \"7d\", found the integer 10 (line 11)",
         "/site/agent.toml: colour: unknown key `colour`, expected one of `inventory`, `mqtt`, `ingest`, `broker`, `central`, `store`, `plugins`, `alarms`, `offline`, `sla`, `calendar`, `inspections`, `warranty`, `log`, `api` (line 2)",
         "/site/agent.toml: mqtt.keep_alive: `2 parsecs` is not a duration: write a number and a unit, like 30s, 10m, 2h or 7d (line 6)",
         "/site/agent.toml: mqtt.url: `ftp://broker` is not a broker address like mqtt://host:1883: it must start with mqtt:// or mqtts:// (line 5)",
@@ -347,7 +347,7 @@ fn ingest_max_clock_skew_is_a_duration_of_at_least_1s_or_off() -> TestResult {
     expect("\"0s\"", "must be at least 1s");
     expect("\"500ms\"", "must be at least 1s");
     expect("\"soon\"", "`soon` is not a duration");
-    expect("5", "invalid type: integer `5`, expected a duration like \"5m\", or \"off\"");
+    expect("5", "expected a duration like \"5m\", or \"off\", found the integer 5");
     Ok(())
 }
 

@@ -1,12 +1,16 @@
 //! Values people write in config files: durations (`"2m"`, `"10 min"`, `"7d"`), dates,
 //! weekdays, working hours, SLA due times. Each parses from a string with an error
 //! message that says what to write instead.
+//!
+//! Each type derives `Deserialize` through `#[serde(try_from = …)]` from a text proxy:
+//! serde reads the proxy (whose `expecting` says what to write when the value is not
+//! text at all: `timeout = 10`), the `TryFrom` conversion parses it.
 
 use std::fmt;
 
 use jiff::civil::{Date, Time, Weekday};
 use jiff::{SignedDuration, SpanRelativeTo};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// Parses a human duration: `"30s"`, `"2m"`, `"10 min"`, `"1h30m"`, `"7d"`, `"2w"`,
 /// `"100ms"` (jiff's friendly format; a day is 24 hours, a week 7 days). Negative
@@ -42,9 +46,75 @@ pub fn format_duration(d: SignedDuration) -> String {
     format!("{d:#}")
 }
 
+/// Declares a text proxy: a string, or any other TOML value, which is refused with
+/// what to write instead and what was found.
+macro_rules! text {
+    ($name:ident, $expecting:literal) => {
+        #[doc = concat!("Config text read for ", $expecting, ".")]
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        pub(crate) enum $name {
+            /// The text as written.
+            Text(String),
+            /// Anything else (refused).
+            Other(toml::Value),
+        }
+
+        impl $name {
+            fn text(self) -> Result<String, String> {
+                match self {
+                    $name::Text(s) => Ok(s),
+                    $name::Other(v) => Err(format!("{}, found {}", $expecting, describe(&v))),
+                }
+            }
+        }
+    };
+}
+
+text!(DurText, "expected a duration like \"30s\", \"10m\" or \"7d\"");
+text!(LimitText, "expected a duration like \"5m\", or \"off\"");
+text!(DueText, "expected a duration like \"4h\" or \"next-inspection\"");
+text!(WeekdayText, "expected a weekday like \"mon\"");
+text!(HoursText, "expected working hours like \"09:00-18:00\"");
+
+/// A date as TOML has it: a bare local date (`2025-03-01`) or a string; any other
+/// value is refused with what was found.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum DateText {
+    /// `"2025-03-01"`.
+    Text(String),
+    /// `2025-03-01`, or anything else (a time or offset is refused).
+    Other(toml::Value),
+}
+
+impl DateText {
+    fn text(self) -> Result<String, String> {
+        match self {
+            DateText::Text(s) => Ok(s),
+            DateText::Other(toml::Value::Datetime(dt))
+                if dt.time.is_none() && dt.offset.is_none() =>
+            {
+                Ok(dt.to_string())
+            }
+            DateText::Other(v) => {
+                Err(format!("expected a date like 2025-03-01, found {}", describe(&v)))
+            }
+        }
+    }
+}
+
 /// A duration as written in config (see [`parse_duration`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DurText")]
 pub(crate) struct Dur(pub SignedDuration);
+
+impl TryFrom<DurText> for Dur {
+    type Error = String;
+    fn try_from(t: DurText) -> Result<Self, String> {
+        parse_duration(&t.text()?).map(Dur)
+    }
+}
 
 impl Dur {
     pub const fn secs(s: i64) -> Self {
@@ -61,32 +131,26 @@ impl Dur {
     }
 }
 
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = expect_string(d, "a duration like \"30s\", \"10m\" or \"7d\"")?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
-    }
-}
-
 /// A limit as written in config: a duration (see [`parse_duration`]) or `"off"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "LimitText")]
 pub(crate) struct Limit(pub Option<Dur>);
 
-impl<'de> Deserialize<'de> for Limit {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = expect_string(d, "a duration like \"5m\", or \"off\"")?;
+impl TryFrom<LimitText> for Limit {
+    type Error = String;
+    fn try_from(t: LimitText) -> Result<Self, String> {
+        let s = t.text()?;
         if s.trim() == "off" {
             return Ok(Limit(None));
         }
-        parse_duration(&s)
-            .map(|d| Limit(Some(Dur(d))))
-            .map_err(|e| serde::de::Error::custom(format!("{e}, or \"off\"")))
+        parse_duration(&s).map(|d| Limit(Some(Dur(d)))).map_err(|e| format!("{e}, or \"off\""))
     }
 }
 
 /// An SLA due time: a duration, or `"next-inspection"` (level 4 faults wait for the
 /// next planned inspection visit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DueText")]
 pub enum Due {
     /// Due this long after the ticket opens.
     After(SignedDuration),
@@ -103,15 +167,14 @@ impl fmt::Display for Due {
     }
 }
 
-impl<'de> Deserialize<'de> for Due {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = expect_string(d, "a duration like \"4h\" or \"next-inspection\"")?;
+impl TryFrom<DueText> for Due {
+    type Error = String;
+    fn try_from(t: DueText) -> Result<Self, String> {
+        let s = t.text()?;
         if s.trim() == "next-inspection" {
             return Ok(Due::NextInspection);
         }
-        parse_duration(&s)
-            .map(Due::After)
-            .map_err(|e| serde::de::Error::custom(format!("{e}, or \"next-inspection\"")))
+        parse_duration(&s).map(Due::After).map_err(|e| format!("{e}, or \"next-inspection\""))
     }
 }
 
@@ -124,27 +187,30 @@ pub(crate) fn parse_date(s: &str) -> Result<Date, String> {
 
 /// A date as written in TOML: a bare local date (`2025-03-01`) or a string
 /// (`"2025-03-01"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DateText")]
 pub(crate) struct DateValue(pub Date);
 
-impl<'de> Deserialize<'de> for DateValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = date_text(d)?;
-        parse_date(&s).map(DateValue).map_err(serde::de::Error::custom)
+impl TryFrom<DateText> for DateValue {
+    type Error = String;
+    fn try_from(t: DateText) -> Result<Self, String> {
+        parse_date(&t.text()?).map(DateValue)
     }
 }
 
 /// A holiday: one date, or an inclusive range `"2026-10-01..2026-10-07"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DateText")]
 pub(crate) struct Holiday {
     pub first: Date,
     pub last: Date,
 }
 
-impl<'de> Deserialize<'de> for Holiday {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = date_text(d)?;
-        let parsed = match s.split_once("..") {
+impl TryFrom<DateText> for Holiday {
+    type Error = String;
+    fn try_from(t: DateText) -> Result<Self, String> {
+        let s = t.text()?;
+        match s.split_once("..") {
             Some((a, b)) => parse_date(a).and_then(|first| {
                 let last = parse_date(b)?;
                 if last < first {
@@ -156,18 +222,19 @@ impl<'de> Deserialize<'de> for Holiday {
                 Ok(Holiday { first, last })
             }),
             None => parse_date(&s).map(|d| Holiday { first: d, last: d }),
-        };
-        parsed.map_err(serde::de::Error::custom)
+        }
     }
 }
 
 /// A weekday name: `mon`, `tue`, … (full English names accepted too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "WeekdayText")]
 pub(crate) struct WeekdayName(pub Weekday);
 
-impl<'de> Deserialize<'de> for WeekdayName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = expect_string(d, "a weekday like \"mon\"")?;
+impl TryFrom<WeekdayText> for WeekdayName {
+    type Error = String;
+    fn try_from(t: WeekdayText) -> Result<Self, String> {
+        let s = t.text()?;
         let day = match s.trim().to_ascii_lowercase().as_str() {
             "mon" | "monday" => Weekday::Monday,
             "tue" | "tuesday" => Weekday::Tuesday,
@@ -177,9 +244,9 @@ impl<'de> Deserialize<'de> for WeekdayName {
             "sat" | "saturday" => Weekday::Saturday,
             "sun" | "sunday" => Weekday::Sunday,
             _ => {
-                return Err(serde::de::Error::custom(format!(
+                return Err(format!(
                     "`{s}` is not a weekday: write mon, tue, wed, thu, fri, sat or sun"
-                )));
+                ));
             }
         };
         Ok(WeekdayName(day))
@@ -187,16 +254,17 @@ impl<'de> Deserialize<'de> for WeekdayName {
 }
 
 /// Working hours `"09:00-18:00"`; the end may be `24:00` (end of day).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "HoursText")]
 pub(crate) struct HoursValue {
     pub start: Time,
     pub end: Time,
 }
 
-impl<'de> Deserialize<'de> for HoursValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = expect_string(d, "working hours like \"09:00-18:00\"")?;
-        parse_hours(&s).map_err(serde::de::Error::custom)
+impl TryFrom<HoursText> for HoursValue {
+    type Error = String;
+    fn try_from(t: HoursText) -> Result<Self, String> {
+        parse_hours(&t.text()?)
     }
 }
 
@@ -221,34 +289,7 @@ fn parse_hours(s: &str) -> Result<HoursValue, String> {
     Ok(HoursValue { start, end })
 }
 
-/// Reads a TOML value that should be a string, with `what` in the error.
-fn expect_string<'de, D: Deserializer<'de>>(d: D, what: &'static str) -> Result<String, D::Error> {
-    struct V(&'static str);
-    impl serde::de::Visitor<'_> for V {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.0)
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-    }
-    d.deserialize_str(V(what))
-}
-
-/// Reads a TOML date (bare or quoted) as text.
-fn date_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match toml::Value::deserialize(d)? {
-        toml::Value::String(s) => Ok(s),
-        toml::Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => Ok(dt.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a date like 2025-03-01, found {}",
-            describe(&other)
-        ))),
-    }
-}
-
-/// "a string `x`", "an integer 5": how a TOML value is named in messages.
+/// "the string \"x\"", "the integer 5": how a TOML value is named in messages.
 pub(crate) fn describe(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => format!("the string \"{s}\""),
