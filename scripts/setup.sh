@@ -45,3 +45,15 @@ if ! command -v dpkg-shlibdeps >/dev/null 2>&1 || ! command -v objcopy >/dev/nul
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dpkg-dev binutils
 fi
+
+# Python plugins (plugins/sdk-python, plugins/door-controller-py): python3 with its
+# venv module, then the pinned toolchain (componentize-py, mypy) from PyPI into
+# target/python/venv (plugins/sdk-python/venv.sh; a no-op when already there).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "setup: installing python3 python3-venv"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv
+fi
+"$(dirname "$0")/../plugins/sdk-python/venv.sh" >/dev/null

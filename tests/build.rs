@@ -1,6 +1,7 @@
 //! Builds the plugins (and the deliberately bad test plugin) for `wasm32-wasip2`
-//! from source, and writes their paths as constants for the tests. Never commit
-//! a `.wasm`: this is how the tests get them.
+//! from source, and the Python door-controller plugin (plugins/door-controller-py)
+//! with componentize-py, and writes their paths as constants for the tests. Never
+//! commit a `.wasm`: this is how the tests get them.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,12 @@ fn main() {
             path.display().to_string()
         ));
     }
+    let python = build_python_plugin(&root, &target_dir);
+    consts.push_str(&format!(
+        "/// The Python door-controller plugin (plugins/door-controller-py), built with \
+         componentize-py `--stub-wasi`.\npub const DOOR_CONTROLLER_PY: &str = {:?};\n",
+        python.display().to_string()
+    ));
     consts.push_str(&format!(
         "/// The repository root.\npub const REPO_ROOT: &str = {:?};\n",
         root.display().to_string()
@@ -67,6 +74,57 @@ fn main() {
     if let Err(e) = std::fs::write(Path::new(&out_dir).join("plugins.rs"), consts) {
         fail(&format!("cannot write plugins.rs: {e}"));
     }
+}
+
+/// Builds plugins/door-controller-py through plugins/sdk-python/tend-py (which
+/// installs the pinned componentize-py into target/python/venv from PyPI when it is
+/// missing) unless the component is newer than every source it comes from: a build
+/// takes about ten seconds, and this script reruns on any change under plugins/.
+fn build_python_plugin(root: &Path, target_dir: &Path) -> PathBuf {
+    let out = target_dir.join("python").join("door-controller.wasm");
+    let sources = [
+        root.join("plugins/door-controller-py"),
+        root.join("plugins/sdk-python/tend_plugin"),
+        root.join("plugins/sdk-python/build.py"),
+        root.join("plugins/sdk-python/requirements.txt"),
+        root.join("wit"),
+    ];
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    if let Some(built) = built
+        && sources.iter().all(|s| newest(s).is_none_or(|t| t <= built))
+    {
+        return out;
+    }
+    let status = Command::new(root.join("plugins/sdk-python/tend-py"))
+        .arg("component")
+        .arg(root.join("plugins/door-controller-py"))
+        .arg("-o")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => out,
+        Ok(s) => fail(&format!("building the Python plugin failed ({s})")),
+        Err(e) => fail(&format!("cannot run plugins/sdk-python/tend-py: {e}")),
+    }
+}
+
+/// The newest modification time of a file or of the files under a directory
+/// (`__pycache__` and hidden entries left out).
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with('.') && name != "__pycache__"
+        })
+        .filter_map(|e| newest(&e.path()))
+        .max()
 }
 
 /// Installs the wasm target with rustup when it is missing (a fresh machine).

@@ -2,6 +2,7 @@
 //! the reference central service, the simulators, the register).
 
 mod demo;
+mod scaffold;
 
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
@@ -170,6 +171,8 @@ enum PluginCommand {
         /// The plugin component (`.wasm`).
         plugin: PathBuf,
     },
+    /// Create a plugin project (Rust or Python) that builds and passes `tend plugin test`.
+    New(scaffold::NewArgs),
 }
 
 /// glibc gives every thread that allocates an arena of its own (up to eight per core)
@@ -473,5 +476,6 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
             println!("{d}");
             Ok(ExitCode::SUCCESS)
         }
+        PluginCommand::New(args) => scaffold::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }

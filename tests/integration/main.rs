@@ -16,6 +16,7 @@ mod live;
 mod package;
 mod pipeline;
 mod plugins;
+mod python;
 mod replay;
 mod report;
 mod secrets;
