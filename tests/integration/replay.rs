@@ -130,22 +130,24 @@ fn replay_gives_byte_identical_output_on_repeated_runs() {
     // And as a separate process, through the command line.
     let trace_file = site.dir.path().join("trace.jsonl");
     std::fs::write(&trace_file, &trace).unwrap();
-    let run = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
-            .args(["replay", "--config"])
-            .arg(&site.config)
-            .arg(&trace_file)
-            .env_remove("TEND_CENTRAL_URL")
-            .env_remove("TEND_INVENTORY")
-            .env_remove("TEND_DATA_DIR")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        out.stdout
-    };
-    let a = run();
+    let a = replay_command(&site.config, &trace_file);
     assert_eq!(a, first);
-    assert_eq!(a, run());
+    assert_eq!(a, replay_command(&site.config, &trace_file));
+}
+
+/// `tend replay` as a process (no environment overrides); its stdout, once it succeeded.
+fn replay_command(config: &std::path::Path, trace: &std::path::Path) -> Vec<u8> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["replay", "--config"])
+        .arg(config)
+        .arg(trace)
+        .env_remove("TEND_CENTRAL_URL")
+        .env_remove("TEND_INVENTORY")
+        .env_remove("TEND_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
 }
 
 #[test]
@@ -225,17 +227,7 @@ fn a_replay_starting_with_retained_status_lines_starts_its_clock_at_the_first_ts
     let first_ts: jiff::Timestamp = "2026-11-23T09:00:00+08:00".parse().unwrap();
     let trace_file = site.dir.path().join("trace.jsonl");
     std::fs::write(&trace_file, &trace).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(["replay", "--config"])
-        .arg(&site.config)
-        .arg(&trace_file)
-        .env_remove("TEND_CENTRAL_URL")
-        .env_remove("TEND_INVENTORY")
-        .env_remove("TEND_DATA_DIR")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = String::from_utf8(replay_command(&site.config, &trace_file)).unwrap();
     let lines: Vec<serde_json::Value> =
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let keys: Vec<&str> = lines.iter().map(|l| l["idempotency_key"].as_str().unwrap()).collect();

@@ -132,7 +132,7 @@ impl TopicTemplate {
                 Segment::Literal(l) => l.as_str(),
                 Segment::Site => self.site.as_str(),
                 Segment::DeviceId => device_id,
-                Segment::Kind => kind_name(kind),
+                Segment::Kind => kind.as_str(),
             })
             .collect();
         parts.join("/")
@@ -188,11 +188,6 @@ pub fn split_device_kind(topic: &str) -> Option<(&str, MessageKind)> {
     let kind = MessageKind::parse(parts.next()?)?;
     let device = parts.next()?;
     valid_device_id(device).then_some((device, kind))
-}
-
-/// The topic segment for a kind.
-pub fn kind_name(kind: MessageKind) -> &'static str {
-    kind.as_str()
 }
 
 fn truncated(s: &str) -> String {

@@ -532,7 +532,8 @@ impl Core {
 
     /// The central service closed a ticket: ends the fault episode, or completes the
     /// inspection (its schedule restarts from `closed_ms`), and forgets the ticket.
-    /// `None` when the pipeline no longer holds that ticket (a repeated report).
+    /// `false` (nothing written) when the pipeline no longer holds that ticket (a
+    /// repeated report).
     pub fn ticket_closed(
         &mut self,
         ticket_id: &str,
