@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what tend's build and tests need on a fresh Debian machine with rustup:
 # the wasm32-wasip2 target (plugins are components), Mosquitto (the tests' real
-# MQTT broker) and Chromium (renders the HTML register). Safe to run again: it
+# MQTT broker), Chromium (renders the HTML register) and PostgreSQL (the central
+# service's tests). Safe to run again: it
 # only installs what is missing.
 set -euo pipefail
 
@@ -29,6 +30,18 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+fi
+
+# PostgreSQL server binaries (Debian's `postgresql`): the central service's contract
+# tests and the two-process test start a throw-away server of their own (initdb and
+# pg_ctl in a temp dir on a free port; tend_central::testing::Postgres). The
+# package's own cluster on :5432 is not used.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "setup: installing postgresql"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql
 fi
 
 # cargo-deb builds the Debian package (`cargo deb -p tend`, README "Install on a

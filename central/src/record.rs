@@ -1,5 +1,7 @@
-//! What the reference service keeps per ticket (also the body of the list endpoint,
-//! for tests and the desk page).
+//! What the reference service keeps per ticket, as it reads it back from the
+//! database (also the body of the list endpoint, for tests and the desk page), and
+//! the workflow rules on it (used by the desk's pure parts and their tests; the
+//! database applies the same rules in its conditional updates).
 
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +26,15 @@ pub struct TicketRecord {
     /// When staff acknowledged it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_at: Option<WireTime>,
+    /// Who acknowledged it (`desk user NAME`, `site NAME`, `API token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
     /// When it was closed, as staff stated it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<WireTime>,
+    /// Who closed it (as [`TicketRecord::acknowledged_by`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
     /// What was done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<String>,
@@ -65,7 +73,9 @@ impl TicketRecord {
             received_at,
             idempotency_key: key.to_owned(),
             acknowledged_at: None,
+            acknowledged_by: None,
             closed_at: None,
+            closed_by: None,
             resolution: None,
             ticket,
             events: Vec::new(),

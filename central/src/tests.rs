@@ -5,9 +5,45 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
-use super::testing::{TOKEN, TestServer};
+use super::testing::{TOKEN, TestDatabase, TestServer};
 use super::{CentralConfig, TicketList, serve};
+
+/// Runs each contract test twice: on SQLite and on a real PostgreSQL.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() -> anyhow::Result<()> {
+                super::$name(super::TestDatabase::sqlite()?).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() -> anyhow::Result<()> {
+                super::$name(super::TestDatabase::postgres().await?).await
+            }
+        }
+    )*};
+}
+
+on_both_databases!(
+    every_request_needs_the_bearer_token,
+    create_answers_201_then_200_for_the_same_key,
+    bad_requests_are_400_and_invalid_tickets_422,
+    same_ticket_id_under_another_key,
+    events_are_recorded_once_per_key,
+    read_acknowledge_and_close,
+    tickets_survive_a_restart,
+    injected_failures_and_delays,
+    concurrent_duplicates_create_exactly_one_ticket,
+    deeply_nested_evidence_is_refused,
+    a_reused_idempotency_key_with_another_body_is_422,
+    a_site_token_cannot_touch_another_sites_ticket,
+    events_per_ticket_are_capped,
+    a_row_that_does_not_decode_is_skipped,
+    a_site_outage_leads_the_queue,
+);
 
 /// A valid fault body.
 fn fault(ticket_id: &str) -> Value {
@@ -93,10 +129,8 @@ async fn list(http: &reqwest::Client, server: &TestServer) -> anyhow::Result<Tic
     Ok(serde_json::from_value(body)?)
 }
 
-#[tokio::test]
-async fn every_request_needs_the_bearer_token() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn every_request_needs_the_bearer_token(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let tickets = server.at("/api/v1/tickets");
     for token in [None, Some("wrong"), Some("")] {
@@ -119,10 +153,8 @@ async fn every_request_needs_the_bearer_token() -> anyhow::Result<()> {
     server.stop().await
 }
 
-#[tokio::test]
-async fn create_answers_201_then_200_for_the_same_key() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn create_answers_201_then_200_for_the_same_key(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let tickets = server.at("/api/v1/tickets");
     let (status, first) =
@@ -143,10 +175,8 @@ async fn create_answers_201_then_200_for_the_same_key() -> anyhow::Result<()> {
     server.stop().await
 }
 
-#[tokio::test]
-async fn bad_requests_are_400_and_invalid_tickets_422() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn bad_requests_are_400_and_invalid_tickets_422(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let tickets = server.at("/api/v1/tickets");
 
@@ -195,10 +225,8 @@ async fn bad_requests_are_400_and_invalid_tickets_422() -> anyhow::Result<()> {
     server.stop().await
 }
 
-#[tokio::test]
-async fn same_ticket_id_under_another_key() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn same_ticket_id_under_another_key(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let tickets = server.at("/api/v1/tickets");
     let (status, first) = Call::new(&http).key("k1").post(&tickets, &fault("a")).await;
@@ -216,10 +244,8 @@ async fn same_ticket_id_under_another_key() -> anyhow::Result<()> {
     server.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_duplicates_create_exactly_one_ticket() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn concurrent_duplicates_create_exactly_one_ticket(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let tickets = server.at("/api/v1/tickets");
     let mut tasks = tokio::task::JoinSet::new();
@@ -241,10 +267,8 @@ async fn concurrent_duplicates_create_exactly_one_ticket() -> anyhow::Result<()>
     server.stop().await
 }
 
-#[tokio::test]
-async fn events_are_recorded_once_per_key() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn events_are_recorded_once_per_key(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let (status, _) =
         Call::new(&http).key("k").post(&server.at("/api/v1/tickets"), &fault("a")).await;
@@ -289,10 +313,8 @@ async fn events_are_recorded_once_per_key() -> anyhow::Result<()> {
     server.stop().await
 }
 
-#[tokio::test]
-async fn read_acknowledge_and_close() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn read_acknowledge_and_close(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let (status, _) =
         Call::new(&http).key("k").post(&server.at("/api/v1/tickets"), &fault("a")).await;
@@ -344,11 +366,9 @@ async fn read_acknowledge_and_close() -> anyhow::Result<()> {
     server.stop().await
 }
 
-#[tokio::test]
-async fn tickets_survive_a_restart() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+async fn tickets_survive_a_restart(db: TestDatabase) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let server = TestServer::start(dir.path()).await?;
+    let server = db.start().await?;
     let (status, first) =
         Call::new(&http).key("k1").post(&server.at("/api/v1/tickets"), &fault("a")).await;
     assert_eq!(status, 201);
@@ -358,7 +378,7 @@ async fn tickets_survive_a_restart() -> anyhow::Result<()> {
     assert_eq!(status, 201);
     server.stop().await?;
 
-    let server = TestServer::start(dir.path()).await?;
+    let server = db.start().await?;
     let (status, body) = Call::new(&http).get(&server.at("/api/v1/tickets/a")).await;
     assert_eq!((status, &body["number"]), (200, &json!("T-000001")), "{body}");
     let (status, again) =
@@ -376,10 +396,8 @@ async fn tickets_survive_a_restart() -> anyhow::Result<()> {
     server.stop().await
 }
 
-#[tokio::test]
-async fn injected_failures_and_delays() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let server = TestServer::start(dir.path()).await?;
+async fn injected_failures_and_delays(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
     let http = reqwest::Client::new();
     let tickets = server.at("/api/v1/tickets");
 
@@ -497,5 +515,260 @@ async fn the_openapi_document_matches_the_routes() -> anyhow::Result<()> {
     assert_eq!(served.status(), StatusCode::OK);
     assert_eq!(served.headers()["content-type"], "application/json");
     assert_eq!(served.text().await?, OPENAPI);
+    server.stop().await
+}
+
+/// Finding: an evidence value nested 124 levels deep was accepted, and from then
+/// on every listing answered 500. Evidence values are numbers, strings or booleans.
+async fn deeply_nested_evidence_is_refused(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    let mut nested = json!(1);
+    for _ in 0..124 {
+        nested = json!([nested]);
+    }
+    let mut body = fault("deep");
+    body["evidence"] = json!([{"ts": "2026-11-22T10:04:00+08:00", "field": "f", "value": nested}]);
+    let (status, answer) = Call::new(&http).key("deep").post(&tickets, &body).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(error_of(&answer).contains("must be a number, a string or a boolean"), "{answer}");
+    body["evidence"] =
+        json!([{"ts": "2026-11-22T10:04:00+08:00", "field": "f", "value": {"a": 1}}]);
+    let (status, _) = Call::new(&http).key("object").post(&tickets, &body).await;
+    assert_eq!(status, 422);
+    let (status, _) = Call::new(&http).key("fine").post(&tickets, &fault("fine")).await;
+    assert_eq!(status, 201);
+    assert_eq!(list(&http, &server).await?.tickets.len(), 1, "listing still works");
+    let desk = http.get(server.at("/desk")).bearer_auth(TOKEN).send().await?;
+    assert_eq!(desk.status(), StatusCode::OK);
+    server.stop().await
+}
+
+/// Finding: reusing an Idempotency-Key with a different body answered the first
+/// ticket, so a predictable key let one request pre-empt another.
+async fn a_reused_idempotency_key_with_another_body_is_422(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    let (status, _) = Call::new(&http).key("k").post(&tickets, &fault("a")).await;
+    assert_eq!(status, 201);
+    let (status, body) = Call::new(&http).key("k").post(&tickets, &fault("b")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        error_of(&body).contains("Idempotency-Key was used before with a different body"),
+        "{body}"
+    );
+    // The same body again (formatted differently) is a replay.
+    let compact = serde_json::to_string(&fault("a"))?;
+    let (status, body) =
+        Call::new(&http).key("k").post_raw(&tickets, &format!(" {compact} ")).await;
+    assert_eq!((status, &body["number"]), (200, &json!("T-000001")), "{body}");
+    // Events too.
+    let events = server.at("/api/v1/tickets/a/events");
+    let recovered = json!({"type": "recovered", "at": "2026-11-22T12:00:00+08:00"});
+    let overdue = json!({"type": "overdue", "at": "2026-11-22T12:00:00+08:00"});
+    assert_eq!(Call::new(&http).key("e").post(&events, &recovered).await.0, 201);
+    assert_eq!(Call::new(&http).key("e").post(&events, &recovered).await.0, 200);
+    let (status, body) = Call::new(&http).key("e").post(&events, &overdue).await;
+    assert_eq!(status, 422, "{body}");
+    let stored = list(&http, &server).await?;
+    assert_eq!((stored.tickets.len(), stored.tickets[0].events.len()), (1, 1));
+    server.stop().await
+}
+
+/// Finding: every site shared one token. A site's own token creates and touches
+/// only that site's tickets; revoked, it opens nothing.
+async fn a_site_token_cannot_touch_another_sites_ticket(db: TestDatabase) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let now = tend_wire::model::WireTime::parse("2026-11-22T10:00:00Z")?;
+    let ours = store.add_site("huaihai-138", &now).await?;
+    let theirs = store.add_site("other-site", &now).await?;
+    store.close().await;
+    let server = db.start().await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    let (status, _) =
+        Call::new(&http).token(Some(&ours)).key("k").post(&tickets, &fault("a")).await;
+    assert_eq!(status, 201);
+    // Another site's token: no ticket for this site, no touching this one.
+    let (status, body) =
+        Call::new(&http).token(Some(&theirs)).key("k2").post(&tickets, &fault("b")).await;
+    assert_eq!(status, 403, "{body}");
+    let recovered = json!({"type": "recovered", "at": "2026-11-22T12:00:00+08:00"});
+    let close = json!({"resolution": "done", "closed_at": "2026-11-22T12:00:00+08:00"});
+    let them = Call::new(&http).token(Some(&theirs));
+    assert_eq!(them.get(&server.at("/api/v1/tickets/a")).await.0, 403);
+    let them = Call::new(&http).token(Some(&theirs)).key("e");
+    assert_eq!(them.post(&server.at("/api/v1/tickets/a/events"), &recovered).await.0, 403);
+    let them = Call::new(&http).token(Some(&theirs));
+    assert_eq!(them.post(&server.at("/api/v1/tickets/a/close"), &close).await.0, 403);
+    let them = Call::new(&http).token(Some(&theirs));
+    assert_eq!(them.post(&server.at("/api/v1/tickets/a/acknowledge"), &json!({})).await.0, 403);
+    let (status, listed) = Call::new(&http).token(Some(&theirs)).get(&tickets).await;
+    assert_eq!((status, &listed["tickets"]), (200, &json!([])), "a site lists only its own");
+    // A key is the site's own: the other site's identical key is its own ticket.
+    let mut other = fault("a");
+    other["site"] = json!("other-site");
+    let (status, body) =
+        Call::new(&http).token(Some(&theirs)).key("k").post(&tickets, &other).await;
+    assert_eq!((status, &body["number"]), (201, &json!("T-000002")), "{body}");
+    // The owner still can; its close names who closed.
+    let (status, body) = Call::new(&http)
+        .token(Some(&ours))
+        .post(&server.at("/api/v1/tickets/a/close"), &close)
+        .await;
+    assert_eq!((status, &body["status"]), (200, &json!("closed")), "{body}");
+    let record =
+        list(&http, &server).await?.tickets.into_iter().find(|t| t.ticket.site == "huaihai-138");
+    assert_eq!(record.and_then(|r| r.closed_by).as_deref(), Some("site huaihai-138 (API)"));
+    // Revoked: nothing.
+    let store = db.store().await?;
+    assert!(store.revoke_site("huaihai-138", &now).await?);
+    store.close().await;
+    assert_eq!(Call::new(&http).token(Some(&ours)).get(&tickets).await.0, 401);
+    server.stop().await
+}
+
+/// Finding: events per ticket were unlimited and notes unbounded (25 events with
+/// 1.9 MB notes made 590 MB). Notes are capped, bodies are capped (413), events per
+/// ticket are capped (422), each refusal naming its limit.
+async fn events_per_ticket_are_capped(db: TestDatabase) -> anyhow::Result<()> {
+    let mut cfg = db.config();
+    cfg.limits.max_events_per_ticket = 5;
+    let server = db.start_with(cfg).await?;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        Call::new(&http).key("k").post(&server.at("/api/v1/tickets"), &fault("a")).await.0,
+        201
+    );
+    let events = server.at("/api/v1/tickets/a/events");
+    let big =
+        json!({"type": "recovered", "at": "2026-11-22T12:00:00+08:00", "note": "x".repeat(10_001)});
+    let (status, body) = Call::new(&http).key("big").post(&events, &big).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(error_of(&body).contains("the limit is 10000 bytes"), "{body}");
+    let huge = json!({"type": "recovered", "at": "2026-11-22T12:00:00+08:00", "note": "x".repeat(1_900_000)});
+    let (status, body) = Call::new(&http).key("huge").post(&events, &huge).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(error_of(&body).contains("limit of 262144 bytes"), "{body}");
+    for i in 1..=5 {
+        let event = json!({"type": "recurred", "count": i, "at": "2026-11-22T12:00:00+08:00"});
+        assert_eq!(Call::new(&http).key(&format!("e{i}")).post(&events, &event).await.0, 201);
+    }
+    let sixth = json!({"type": "recurred", "count": 6, "at": "2026-11-22T12:00:00+08:00"});
+    let (status, body) = Call::new(&http).key("e6").post(&events, &sixth).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(error_of(&body).contains("holds 5 events, the limit of events per ticket"), "{body}");
+    let again = json!({"type": "recurred", "count": 5, "at": "2026-11-22T12:00:00+08:00"});
+    assert_eq!(
+        Call::new(&http).key("e5").post(&events, &again).await.0,
+        200,
+        "replays still answer"
+    );
+    assert_eq!(list(&http, &server).await?.tickets[0].events.len(), 5);
+    server.stop().await
+}
+
+/// A stored row that does not decode is skipped and logged; the listing and the
+/// desk stay up.
+async fn a_row_that_does_not_decode_is_skipped(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    assert_eq!(Call::new(&http).key("k1").post(&tickets, &fault("a")).await.0, 201);
+    assert_eq!(Call::new(&http).key("k2").post(&tickets, &fault("b")).await.0, 201);
+    db.store().await?.spoil_for_tests("a").await?;
+    let listed = list(&http, &server).await?;
+    assert_eq!(
+        listed.tickets.iter().map(|t| t.ticket.ticket_id.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    let desk = http.get(server.at("/desk")).bearer_auth(TOKEN).send().await?;
+    assert_eq!(desk.status(), StatusCode::OK);
+    let (status, _) = Call::new(&http).get(&server.at("/api/v1/tickets/a")).await;
+    assert_eq!(status, 500, "the spoilt ticket alone fails");
+    server.stop().await
+}
+
+/// Issue 17 (desk side): a whole site down (device type `site`, `site_outage`)
+/// stands out at the top of the desk queue, above an overdue level-1 fault.
+async fn a_site_outage_leads_the_queue(db: TestDatabase) -> anyhow::Result<()> {
+    let server = db.start().await?;
+    let http = reqwest::Client::new();
+    let tickets = server.at("/api/v1/tickets");
+    let mut urgent = fault("urgent");
+    urgent["severity"] = json!(1);
+    urgent["sla"] = json!({"respond_by": "2026-11-22T10:14:00+08:00"});
+    assert_eq!(Call::new(&http).key("k1").post(&tickets, &urgent).await.0, 201);
+    let mut outage = fault("outage");
+    outage["device"] = json!({"id": "huaihai-138", "type": "site"});
+    outage["code"] = json!("site_outage");
+    outage["title"] = json!("Whole site silent");
+    outage["severity"] = json!(2);
+    assert_eq!(Call::new(&http).key("k2").post(&tickets, &outage).await.0, 201);
+    let html = http.get(server.at("/desk")).bearer_auth(TOKEN).send().await?.text().await?;
+    let first = html.find("data-ticket=").map(|at| &html[at..]).unwrap_or_default();
+    assert!(first.starts_with("data-ticket=\"outage\""), "{html}");
+    assert!(html.contains("is-site-outage"));
+    server.stop().await
+}
+
+/// Finding: connections that never finished their headers stayed open. They are
+/// closed after the header-read timeout; the connection cap holds further ones in
+/// the backlog until one closes.
+#[tokio::test]
+async fn a_connection_that_never_sends_headers_is_closed() -> anyhow::Result<()> {
+    let db = TestDatabase::sqlite()?;
+    let mut cfg = db.config();
+    cfg.limits.header_read_timeout = Duration::from_millis(500);
+    cfg.limits.max_connections = 2;
+    let server = db.start_with(cfg).await?;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let silent = TcpStream::connect(&addr).await?;
+    let mut partial = TcpStream::connect(&addr).await?;
+    partial.write_all(b"GET /api/v1/tickets HTTP/1.1\r\nHost: x\r\n").await?;
+    // Both slots are taken: a third connection waits in the backlog, unanswered.
+    let started = Instant::now();
+    let http = reqwest::Client::new();
+    let waiting = tokio::spawn({
+        let url = server.at("/api/v1/openapi.json");
+        async move { http.get(url).send().await.map(|r| r.status()) }
+    });
+    for mut stream in [silent, partial] {
+        let mut rest = Vec::new();
+        // The server closes it: end of stream (possibly after a 408), well before 10 s.
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(_))), "the connection was not closed: {read:?}");
+        let text = String::from_utf8_lossy(&rest);
+        assert!(rest.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    assert_eq!(
+        waiting.await??,
+        StatusCode::OK,
+        "the waiting connection is served once a slot frees"
+    );
+    server.stop().await
+}
+
+/// A client that sends its headers but never its body gets 503 at the request timeout.
+#[tokio::test]
+async fn a_request_that_never_ends_times_out() -> anyhow::Result<()> {
+    let db = TestDatabase::sqlite()?;
+    let mut cfg = db.config();
+    cfg.limits.request_timeout = Duration::from_millis(500);
+    let server = db.start_with(cfg).await?;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).await?;
+    let head = format!(
+        "POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Idempotency-Key: k\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut answer)).await??;
+    assert_eq!(&answer, b"HTTP/1.1 503");
     server.stop().await
 }

@@ -512,7 +512,7 @@ async fn desk_in_headless_chromium_shows_acknowledges_and_closes() {
     client.goto(&format!("{base}/desk")).await.unwrap();
     let url = client.current_url().await.unwrap();
     assert_eq!(url.path(), "/desk/login", "not signed in: sent to sign in ({url})");
-    client.find(Locator::Id("token")).await.unwrap().send_keys(DESK_TOKEN).await.unwrap();
+    client.find(Locator::Id("password")).await.unwrap().send_keys(DESK_TOKEN).await.unwrap();
     client
         .find(Locator::Css("section.login button[type=submit]"))
         .await

@@ -78,10 +78,13 @@ pub(crate) fn next_due(record: &TicketRecord) -> Option<NextDue> {
 /// Sorts tickets most urgent first: the earliest next due time (overdue ones
 /// first), tickets without a due time after those; then the most urgent severity
 /// (1 before 4; inspections, which have none, after faults); then the oldest number.
+/// A whole site down (device type `site`, e.g. `site_outage`) comes before all of
+/// that: every device there is out. (The database's queue query orders the same.)
 pub(crate) fn sort_by_urgency(records: &mut [TicketRecord]) {
     records.sort_by_cached_key(|record| {
         let due = next_due(record).map(|next| next.at.timestamp());
-        (due.is_none(), due, record.severity.unwrap_or(u8::MAX), record.number.clone())
+        let outage = crate::store::is_site_outage(&record.ticket);
+        (!outage, due.is_none(), due, record.severity.unwrap_or(u8::MAX), record.number.clone())
     });
 }
 
@@ -150,6 +153,9 @@ impl Filter {
     }
 
     /// Whether `record` is shown.
+    /// (The database applies the same filter in `store::Store::queue`; this one pins the
+    /// meaning in the tests.)
+    #[cfg(test)]
     pub(crate) fn matches(&self, record: &TicketRecord) -> bool {
         let ticket = &record.ticket;
         let kind = match ticket.kind {

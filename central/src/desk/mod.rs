@@ -2,12 +2,16 @@
 //! the tickets. Server-rendered HTML; one small script refreshes the page in place.
 //!
 //! Routes (see [`auth`] for who may use them):
-//! - `GET /` redirects to `GET /desk`: open tickets, most urgent first, filtered by
-//!   `?site=&type=&kind=&status=`.
+//! - `GET /` redirects to `GET /desk`: open tickets, most urgent first (a whole
+//!   site down, device type `site`, above everything), filtered by
+//!   `?site=&type=&kind=&status=`; the database sorts and pages (at most
+//!   [`QUEUE_ROWS`] rows), so the page stays quick with 100,000 tickets.
 //! - `GET /desk/tickets/{id}`: one ticket with everything the agent sent and what
 //!   happened since; `POST …/acknowledge` and `POST …/close` (form field
 //!   `resolution`) act on it, then redirect back to it (post/redirect/get).
 //! - `GET|POST /desk/login`, `POST /desk/logout`; `GET /desk/assets/*` (public).
+//!
+//! The ticket's timeline names who acknowledged and who closed it.
 //!
 //! Closing here is the same store write as `POST /api/v1/tickets/{id}/close`, with
 //! `closed_at` the service clock in the site's offset, so the agent's sync reads it
@@ -16,11 +20,11 @@
 //! longer open, or closing a closed one, is a 409 page saying who got there first.
 //!
 //! # Layout
-//! - [`auth`]: sign-in cookie, bearer token, origin check.
+//! - [`auth`]: desk users' sign-in, sessions, the slow-down, origin check.
 //! - [`board`]: urgency, filters, times for people (pure).
 //! - [`page`]: the HTML (pure).
 
-mod auth;
+pub(crate) mod auth;
 mod board;
 mod page;
 #[cfg(test)]
@@ -28,23 +32,27 @@ mod tests;
 
 use std::sync::Arc;
 
-use axum::Form;
-use axum::Router;
+use std::net::SocketAddr;
+
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
 use jiff::Timestamp;
 use maud::Markup;
 use serde::Deserialize;
 
-use self::auth::{DeskAuth, Verdict};
+use self::auth::{DeskAuth, SignIn, Verdict};
 use self::board::Filter;
 use self::page::Notice;
-use super::store::{Store, StoreError};
+use super::http::time_limit;
+use super::limits::Limits;
+use super::store::{Located, QueueFilter, Store, StoreError};
 use tend_wire::model::{CloseRequest, Status, WireTime};
 
 /// The desk's stylesheet.
@@ -56,21 +64,40 @@ const JS: &str = include_str!("assets/desk.js");
 /// served from `/desk/assets`).
 const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
-/// The longest resolution accepted (a page of text).
-const MAX_RESOLUTION: usize = 10_000;
+/// The most tickets the queue page lists (the most urgent ones; the count says how
+/// many match).
+pub(crate) const QUEUE_ROWS: u32 = 500;
 
 /// What the desk's handlers share.
 #[derive(Clone)]
 struct Desk {
     /// The database (the same as the API's).
-    store: Arc<Store>,
+    store: Store,
     /// Who may use the desk.
     auth: DeskAuth,
+    /// The resolution's size limit (the API's).
+    limits: Arc<Limits>,
 }
 
-/// The desk's routes; `token` is what people sign in with.
-pub(crate) fn router(store: Arc<Store>, token: &str) -> Router {
-    let desk = Desk { store, auth: DeskAuth::new(token) };
+/// The signed-in desk user of a request.
+#[derive(Debug, Clone)]
+struct DeskUser(String);
+
+/// Who did it, for the ticket's timeline.
+fn who(user: &str) -> String {
+    if user == auth::TOKEN_USER { "the desk token".to_owned() } else { format!("desk user {user}") }
+}
+
+/// The desk's routes; `token` (if any) signs in with an empty user name; cookies
+/// are `Secure` when `secure`.
+pub(crate) fn router(
+    store: Store,
+    token: Option<&str>,
+    secure: bool,
+    limits: Arc<Limits>,
+) -> Router {
+    let request_timeout = limits.request_timeout;
+    let desk = Desk { auth: DeskAuth::new(store.clone(), token, secure), store, limits };
     let guarded = Router::new()
         .route("/desk", get(queue))
         .route("/desk/tickets/{ticket_id}", get(detail))
@@ -89,6 +116,7 @@ pub(crate) fn router(store: Arc<Store>, token: &str) -> Router {
         )
         .merge(guarded)
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(request_timeout, time_limit))
         .with_state(desk)
 }
 
@@ -141,9 +169,16 @@ impl From<StoreError> for DeskError {
 
 /// Lets signed-in people (and bearer-token scripts) through; sends others to
 /// sign in (pages) or answers 401 (writes), 403 for foreign-origin writes.
-async fn require_sign_in(State(desk): State<Desk>, request: Request, next: Next) -> Response {
-    match desk.auth.check(request.method(), request.headers()) {
-        Verdict::Allowed => next.run(request).await,
+async fn require_sign_in(State(desk): State<Desk>, mut request: Request, next: Next) -> Response {
+    let verdict = match desk.auth.check(request.method(), request.headers()).await {
+        Ok(verdict) => verdict,
+        Err(error) => return DeskError::from(error).into_response(),
+    };
+    match verdict {
+        Verdict::Allowed(user) => {
+            request.extensions_mut().insert(DeskUser(user));
+            next.run(request).await
+        }
         Verdict::SignIn if request.method() == axum::http::Method::GET => {
             let target = request.uri().path_and_query().map_or("/desk", |pq| pq.as_str());
             Redirect::to(&format!("/desk/login?next={}", page::encode(target))).into_response()
@@ -192,9 +227,23 @@ fn now() -> Timestamp {
     Timestamp::now()
 }
 
-/// Reads every ticket (sled reads are quick and the desk holds few).
-fn all_tickets(desk: &Desk) -> Result<Vec<super::TicketRecord>, DeskError> {
-    Ok(desk.store.list()?)
+/// The number of ticket `ticket_id` (the desk sees every site).
+async fn number_of(desk: &Desk, ticket_id: &str) -> Result<i64, DeskError> {
+    match desk.store.locate(ticket_id, None).await? {
+        Located::Found(number) => Ok(number),
+        Located::Unknown | Located::OtherSite => Err(DeskError::unknown(ticket_id)),
+        Located::Ambiguous => Err(DeskError::new(
+            StatusCode::CONFLICT,
+            "Ambiguous ticket",
+            format!("Two sites use the ticket id {ticket_id:?}; open it from the queue by number."),
+        )),
+    }
+}
+
+/// Ticket `ticket_id` with its events.
+async fn record_of(desk: &Desk, ticket_id: &str) -> Result<super::TicketRecord, DeskError> {
+    let number = number_of(desk, ticket_id).await?;
+    desk.store.get(number).await?.ok_or_else(|| DeskError::unknown(ticket_id))
 }
 
 /// `GET /desk`.
@@ -216,10 +265,16 @@ async fn queue(
             format!("The filter is not understood: {e}."),
         )
     })?;
-    let all = all_tickets(&desk)?;
-    let mut shown: Vec<_> = all.iter().filter(|r| filter.matches(r)).cloned().collect();
-    board::sort_by_urgency(&mut shown);
-    Ok(page::queue(&all, &shown, &filter, now()))
+    let wanted = QueueFilter {
+        site: filter.site.clone(),
+        device_type: filter.device_type.clone(),
+        kind: filter.kind.clone(),
+        status: filter.status.clone(),
+    };
+    let at = now();
+    let mut view = desk.store.queue(&wanted, at.as_millisecond(), QUEUE_ROWS).await?;
+    board::sort_by_urgency(&mut view.shown);
+    Ok(page::queue(&view, &filter, at))
 }
 
 /// `?done=` after an action on the detail page.
@@ -236,7 +291,7 @@ async fn detail(
     Path(ticket_id): Path<String>,
     query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Result<Markup, DeskError> {
-    let record = desk.store.get(&ticket_id)?.ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    let record = record_of(&desk, &ticket_id).await?;
     let notice = match query.ok().and_then(|Query(q)| q.done).as_deref() {
         Some("acknowledged") => Some(Notice::Done(format!("{} acknowledged.", record.number))),
         Some("closed") => Some(Notice::Done(format!(
@@ -256,36 +311,34 @@ fn done(ticket_id: &str, what: &str) -> Response {
 /// `POST /desk/tickets/{ticket_id}/acknowledge`.
 async fn acknowledge(
     State(desk): State<Desk>,
+    Extension(DeskUser(user)): Extension<DeskUser>,
     Path(ticket_id): Path<String>,
 ) -> Result<Response, DeskError> {
-    let mut before = None;
-    let record = desk
+    let number = number_of(&desk, &ticket_id).await?;
+    let Some(record) = desk.store.get(number).await? else {
+        return Err(DeskError::unknown(&ticket_id));
+    };
+    // In the site's offset, like the close time.
+    let at = WireTime::from_timestamp(now(), board::offset_of(&record.ticket.opened_at));
+    let changed = desk
         .store
-        .update(&ticket_id, |record| {
-            before = Some(record.status);
-            // In the site's offset, like the close time.
-            let offset = board::offset_of(&record.ticket.opened_at);
-            record.acknowledge(WireTime::from_timestamp(now(), offset));
-        })
+        .acknowledge(number, &at, &who(&user))
         .await?
         .ok_or_else(|| DeskError::unknown(&ticket_id))?;
-    match before {
-        Some(Status::Open) => {
-            tracing::info!(number = %record.number, %ticket_id, "ticket acknowledged at the desk");
-            Ok(done(&ticket_id, "acknowledged"))
-        }
-        Some(status) => Err(DeskError::new(
-            StatusCode::CONFLICT,
-            "Nothing to acknowledge",
-            format!(
-                "{} is already {} (someone got there first). Nothing was changed.",
-                record.number,
-                page_status(status)
-            ),
-        )
-        .back(page::ticket_url(&ticket_id))),
-        None => Err(DeskError::unknown(&ticket_id)),
+    if changed.changed {
+        tracing::info!(number = %changed.record.number, %ticket_id, %user, "ticket acknowledged at the desk");
+        return Ok(done(&ticket_id, "acknowledged"));
     }
+    Err(DeskError::new(
+        StatusCode::CONFLICT,
+        "Nothing to acknowledge",
+        format!(
+            "{} is already {} (someone got there first). Nothing was changed.",
+            changed.record.number,
+            page_status(changed.record.status)
+        ),
+    )
+    .back(page::ticket_url(&ticket_id)))
 }
 
 fn page_status(status: Status) -> &'static str {
@@ -309,6 +362,7 @@ struct CloseForm {
 /// `POST /desk/tickets/{ticket_id}/close`.
 async fn close(
     State(desk): State<Desk>,
+    Extension(DeskUser(user)): Extension<DeskUser>,
     Path(ticket_id): Path<String>,
     form: Result<Form<CloseForm>, FormRejection>,
 ) -> Result<Response, DeskError> {
@@ -321,14 +375,16 @@ async fn close(
         )
         .back(back.clone())
     })?;
-    let record = desk.store.get(&ticket_id)?.ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    let number = number_of(&desk, &ticket_id).await?;
+    let record = desk.store.get(number).await?.ok_or_else(|| DeskError::unknown(&ticket_id))?;
     let refuse = |status: StatusCode, message: String, resolution: String| -> Response {
         let notice = Notice::Refused { message, resolution };
         (status, page::detail(&record, Some(&notice), now())).into_response()
     };
-    if resolution.len() > MAX_RESOLUTION {
+    if desk.limits.check_resolution(&resolution).is_err() {
         let message = format!(
-            "The resolution is longer than {MAX_RESOLUTION} bytes; shorten it. The ticket is still open."
+            "The resolution is longer than {} bytes; shorten it. The ticket is still open.",
+            desk.limits.max_text
         );
         return Ok(refuse(StatusCode::UNPROCESSABLE_ENTITY, message, resolution));
     }
@@ -340,16 +396,13 @@ async fn close(
         return Ok(refuse(StatusCode::UNPROCESSABLE_ENTITY, message, resolution));
     }
     let CloseRequest { resolution: text, closed_at } = request;
-    let mut before = None;
-    let updated = desk
+    let changed = desk
         .store
-        .update(&ticket_id, |record| {
-            before = Some(record.status);
-            record.close(text, closed_at);
-        })
+        .close_ticket(number, &text, &closed_at, &who(&user))
         .await?
         .ok_or_else(|| DeskError::unknown(&ticket_id))?;
-    if before == Some(Status::Closed) {
+    let updated = changed.record;
+    if !changed.changed {
         let message = format!(
             "{} was already closed {} (resolution: {}). Nothing was changed.",
             updated.number,
@@ -361,7 +414,7 @@ async fn close(
             (StatusCode::CONFLICT, page::detail(&updated, Some(&notice), now())).into_response()
         );
     }
-    tracing::info!(number = %updated.number, %ticket_id, "ticket closed at the desk");
+    tracing::info!(number = %updated.number, %ticket_id, %user, "ticket closed at the desk");
     Ok(done(&ticket_id, "closed"))
 }
 
@@ -383,37 +436,69 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 /// `GET /desk/login`.
-async fn login_page(query: Result<Query<LoginQuery>, QueryRejection>) -> Markup {
+async fn login_page(
+    State(desk): State<Desk>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
+) -> Markup {
     let next = query.ok().and_then(|Query(q)| q.next);
-    page::login(&safe_next(next.as_deref()), false)
+    page::login(&safe_next(next.as_deref()), None, desk.auth.has_token())
 }
 
 /// The sign-in form.
 #[derive(Debug, Deserialize)]
 struct LoginForm {
+    /// The desk user (empty: sign in with the desk token).
     #[serde(default)]
-    token: String,
+    user: String,
+    /// The user's password, or the desk token.
+    #[serde(default, alias = "token")]
+    password: String,
     #[serde(default)]
     next: Option<String>,
 }
 
 /// `POST /desk/login`.
-async fn login(State(desk): State<Desk>, form: Result<Form<LoginForm>, FormRejection>) -> Response {
+async fn login(
+    State(desk): State<Desk>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let has_token = desk.auth.has_token();
     let Ok(Form(form)) = form else {
-        return (StatusCode::BAD_REQUEST, page::login("/desk", true)).into_response();
+        let page = page::login("/desk", Some("The sign-in form is not understood."), has_token);
+        return (StatusCode::BAD_REQUEST, page).into_response();
     };
     let next = safe_next(form.next.as_deref());
-    if !desk.auth.token_matches(&form.token) {
-        tracing::warn!("desk sign-in with a wrong token");
-        return (StatusCode::UNAUTHORIZED, page::login(&next, true)).into_response();
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    match desk.auth.sign_in(&form.user, &form.password, peer).await {
+        Ok(SignIn::Session(cookie)) => {
+            (StatusCode::SEE_OTHER, [(LOCATION, next), (SET_COOKIE, cookie)]).into_response()
+        }
+        Ok(SignIn::Wrong) => {
+            let message = "Wrong user name or password. Nothing was changed.";
+            (StatusCode::UNAUTHORIZED, page::login(&next, Some(message), has_token)).into_response()
+        }
+        Ok(SignIn::Slowed(wait)) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let message = format!(
+                "Too many wrong sign-ins: try again in {seconds} s. (The password was not checked.)"
+            );
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, page::login(&next, Some(&message), has_token))
+                    .into_response();
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+        Err(error) => DeskError::from(error).into_response(),
     }
-    let cookie = desk.auth.sign_in_cookie();
-    (StatusCode::SEE_OTHER, [(LOCATION, next), (SET_COOKIE, cookie)]).into_response()
 }
 
-/// `POST /desk/logout`.
-async fn logout() -> Response {
-    let cookie = DeskAuth::sign_out_cookie();
+/// `POST /desk/logout`: ends the session in the database, then the cookie.
+async fn logout(State(desk): State<Desk>, headers: HeaderMap) -> Response {
+    if let Err(error) = desk.auth.sign_out(&headers).await {
+        return DeskError::from(error).into_response();
+    }
+    let cookie = desk.auth.sign_out_cookie();
     (StatusCode::SEE_OTHER, [(LOCATION, "/desk/login".to_owned()), (SET_COOKIE, cookie)])
         .into_response()
 }

@@ -2,14 +2,13 @@
 //! HTML-escaped by the template engine; nothing from a ticket is ever emitted raw).
 //! Pure: records and the clock in, markup out.
 
-use std::collections::BTreeSet;
-
 use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::board::{self, Commitment, Filter, STATUS_CHOICES, next_due, status_name, time_left};
 use crate::record::TicketRecord;
+use crate::store::Queue;
 use tend_wire::model::{Coverage, EventKind, FaultCategory, Status, TicketKind, WireTime};
 
 /// Characters kept as they are in a path segment or query value.
@@ -63,6 +62,9 @@ fn tone(record: &TicketRecord) -> String {
 
 /// The severity badge: `L1`…`L4`, or `INSP`.
 fn badge(record: &TicketRecord) -> Markup {
+    if crate::store::is_site_outage(&record.ticket) {
+        return html! { span class="badge sev1 site-outage" title="The whole site is down" { "SITE" } };
+    }
     let label = match (record.ticket.kind, record.severity) {
         (TicketKind::Inspection, _) => "INSP".to_owned(),
         (_, Some(level)) => format!("L{level}"),
@@ -149,14 +151,6 @@ fn onsite_cell(record: &TicketRecord, now: Timestamp) -> Markup {
     }
 }
 
-/// Distinct values for a filter's choices.
-fn choices<'a>(
-    records: &'a [TicketRecord],
-    pick: impl Fn(&'a TicketRecord) -> &'a str,
-) -> BTreeSet<&'a str> {
-    records.iter().map(pick).collect()
-}
-
 fn select(name: &str, label: &str, any: &str, values: &[(String, String)], chosen: &str) -> Markup {
     html! {
         label {
@@ -171,39 +165,15 @@ fn select(name: &str, label: &str, any: &str, values: &[(String, String)], chose
     }
 }
 
-/// Counts for the queue's summary line.
-struct Counts {
-    active: usize,
-    overdue: usize,
-    unacknowledged: usize,
-}
-
-fn counts(records: &[TicketRecord], now: Timestamp) -> Counts {
-    let active: Vec<&TicketRecord> =
-        records.iter().filter(|r| r.status != Status::Closed).collect();
-    Counts {
-        active: active.len(),
-        overdue: active
-            .iter()
-            .filter(|r| next_due(r).is_some_and(|n| n.at.timestamp() < now))
-            .count(),
-        unacknowledged: active.iter().filter(|r| r.status == Status::Open).count(),
-    }
-}
-
-/// The queue: `all` is every ticket (for the filter choices and counts), `shown`
-/// the filtered ones, most urgent first.
-pub(crate) fn queue(
-    all: &[TicketRecord],
-    shown: &[TicketRecord],
-    filter: &Filter,
-    now: Timestamp,
-) -> Markup {
-    let as_pairs = |set: BTreeSet<&str>| -> Vec<(String, String)> {
-        set.into_iter().map(|v| (v.to_owned(), v.to_owned())).collect()
+/// The queue: `view` holds the most urgent matching tickets, the filter choices
+/// and the counts.
+pub(crate) fn queue(view: &Queue, filter: &Filter, now: Timestamp) -> Markup {
+    let as_pairs = |values: &[String]| -> Vec<(String, String)> {
+        values.iter().map(|v| (v.clone(), v.clone())).collect()
     };
-    let sites = as_pairs(choices(all, |r| r.ticket.site.as_str()));
-    let types = as_pairs(choices(all, |r| r.ticket.device.device_type.as_str()));
+    let sites = as_pairs(&view.sites);
+    let types = as_pairs(&view.device_types);
+    let shown = &view.shown;
     let kinds = vec![
         ("fault".to_owned(), "Faults".to_owned()),
         ("inspection".to_owned(), "Inspections".to_owned()),
@@ -211,7 +181,6 @@ pub(crate) fn queue(
     let statuses: Vec<(String, String)> =
         STATUS_CHOICES.iter().skip(1).map(|(v, l)| ((*v).to_owned(), (*l).to_owned())).collect();
     let status_chosen = if filter.status == "active" { "" } else { filter.status.as_str() };
-    let total = counts(all, now);
     let body = html! {
         form.filters method="get" action="/desk" {
             (select("site", "Site", "All sites", &sites, &filter.site))
@@ -223,9 +192,12 @@ pub(crate) fn queue(
         }
         section #live data-refresh="15" {
             p.summary {
-                span.count { strong { (total.active) } " open" }
-                span class={ "count" @if total.overdue > 0 { " alarm" } } { strong { (total.overdue) } " overdue" }
-                span.count { strong { (total.unacknowledged) } " not acknowledged" }
+                span.count { strong { (view.active) } " open" }
+                span class={ "count" @if view.overdue > 0 { " alarm" } } { strong { (view.overdue) } " overdue" }
+                span.count { strong { (view.unacknowledged) } " not acknowledged" }
+                @if view.matching > shown.len() as u64 {
+                    span.count { "showing the " (shown.len()) " most urgent of " strong { (view.matching) } }
+                }
                 span.updated { "Updated " (now.strftime("%H:%M:%S")) " UTC · times are site-local" }
             }
             @if shown.is_empty() {
@@ -255,7 +227,7 @@ fn queue_row(record: &TicketRecord, now: Timestamp) -> Markup {
     let overdue = next_due(record).is_some_and(|n| n.at.timestamp() < now);
     let url = ticket_url(&ticket.ticket_id);
     html! {
-        tr class={ (tone(record)) @if overdue { " is-overdue" } @if record.status == Status::Closed { " is-closed" } }
+        tr class={ (tone(record)) @if overdue { " is-overdue" } @if crate::store::is_site_outage(&record.ticket) { " is-site-outage" } @if record.status == Status::Closed { " is-closed" } }
            data-ticket=(ticket.ticket_id) {
             td { (badge(record)) }
             td.number { a href=(url) { (record.number) } }
@@ -347,10 +319,18 @@ fn timeline(record: &TicketRecord) -> Vec<Line> {
         lines.push(Line { at: event.event.at.clone(), what, note: event.event.note.clone() });
     }
     if let Some(at) = &record.acknowledged_at {
-        lines.push(Line { at: at.clone(), what: "Acknowledged".into(), note: None });
+        let what = match &record.acknowledged_by {
+            Some(by) => format!("Acknowledged by {by}"),
+            None => "Acknowledged".into(),
+        };
+        lines.push(Line { at: at.clone(), what, note: None });
     }
     if let Some(at) = &record.closed_at {
-        lines.push(Line { at: at.clone(), what: "Closed".into(), note: record.resolution.clone() });
+        let what = match &record.closed_by {
+            Some(by) => format!("Closed by {by}"),
+            None => "Closed".into(),
+        };
+        lines.push(Line { at: at.clone(), what, note: record.resolution.clone() });
     }
     lines.sort_by_key(|line| line.at.timestamp());
     lines
@@ -532,19 +512,25 @@ fn value_text(value: &serde_json::Value) -> String {
     }
 }
 
-/// The sign-in page; `next` is where to go after, `failed` shows the error.
-pub(crate) fn login(next: &str, failed: bool) -> Markup {
+/// The sign-in page; `next` is where to go after, `problem` what went wrong;
+/// `token_hint`: the service has a desk token (sign in with it and no user name).
+pub(crate) fn login(next: &str, problem: Option<&str>, token_hint: bool) -> Markup {
     let body = html! {
         section.login {
             h1 { "Sign in to the maintenance desk" }
-            @if failed { p.notice.error role="alert" { "That is not the desk token. Nothing was changed." } }
+            @if let Some(problem) = problem { p.notice.error role="alert" { (problem) } }
             form method="post" action="/desk/login" {
                 input type="hidden" name="next" value=(next);
-                label for="token" { "Desk token" }
-                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                label for="user" { "User" }
+                input #user type="text" name="user" autocomplete="username" autofocus;
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required;
                 button.primary type="submit" { "Sign in" }
             }
-            p.hint { "The token is set when the central service starts (--desk-token, or the API token)." }
+            p.hint {
+                "Desk users are added with tend central user add NAME."
+                @if token_hint { " The desk token (--desk-token, or the API token) signs in with an empty user." }
+            }
         }
     };
     layout("Sign in", false, body)

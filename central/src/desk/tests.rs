@@ -6,7 +6,7 @@ use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::testing::{TOKEN, TestServer};
+use crate::testing::{TOKEN, TestDatabase, TestServer};
 
 /// `application/x-www-form-urlencoded` bodies, the way a browser sends a form
 /// (reqwest's own `form` needs a feature the workspace does not enable).
@@ -133,7 +133,7 @@ async fn the_desk_needs_a_sign_in() -> anyhow::Result<()> {
     let wrong = http.post(server.at("/desk/login")).urlencoded(&[("token", "nope")]).send().await?;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(wrong.headers().get("set-cookie").is_none());
-    assert!(wrong.text().await?.contains("not the desk token"));
+    assert!(wrong.text().await?.contains("Wrong user name or password"));
     // An open redirect is not offered.
     let away = http
         .post(server.at("/desk/login"))
@@ -379,5 +379,144 @@ async fn ticket_ids_are_encoded_in_links() -> anyhow::Result<()> {
         post_form(&http, &server, &cookie, &format!("{link}/close"), &[("resolution", "ok")]).await;
     assert_eq!(closed.status(), StatusCode::SEE_OTHER);
     assert_eq!(server.list().await?.tickets[0].resolution.as_deref(), Some("ok"));
+    server.stop().await
+}
+
+/// Adds desk user `name` with `password` to the service's database.
+async fn add_user(db: &TestDatabase, name: &str, password: &str) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let hash = super::auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = tend_wire::model::WireTime::parse("2026-11-22T10:00:00Z")?;
+    assert!(store.put_user(name, &hash, &now, false).await?);
+    store.close().await;
+    Ok(())
+}
+
+/// Signs `user` in; answers the status and the cookie pair (`tend_desk=…`), if any.
+async fn sign_in_as(
+    http: &Client,
+    server: &TestServer,
+    user: &str,
+    password: &str,
+) -> (StatusCode, Option<String>) {
+    let response = http
+        .post(server.at("/desk/login"))
+        .urlencoded(&[("user", user), ("password", password), ("next", "/desk")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    (response.status(), cookie)
+}
+
+/// Finding: the desk cookie was a fixed hash of the token: the same for every
+/// sign-in, never expiring on the server, still valid after logout. Sessions are
+/// random, server-side, and end at logout.
+#[tokio::test]
+async fn a_desk_session_ends_at_logout() -> anyhow::Result<()> {
+    let db = TestDatabase::sqlite()?;
+    add_user(&db, "mei", "a long desk password").await?;
+    let server = db.start().await?;
+    let http = browserless();
+    open(&http, &server, &fault(1, 2, 10, "s", "door-controller")).await;
+    let (status, first) = sign_in_as(&http, &server, "mei", "a long desk password").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, second) = sign_in_as(&http, &server, "mei", "a long desk password").await;
+    let (first, second) = (first.unwrap_or_default(), second.unwrap_or_default());
+    assert_ne!(first, second, "every sign-in gets its own session");
+    assert_eq!(page(&http, &server, &first, "/desk").await.0, StatusCode::OK);
+    let out = post_form(&http, &server, &first, "/desk/logout", &[]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    // The copied cookie is dead on the server, not just cleared in the browser.
+    assert_eq!(page(&http, &server, &first, "/desk").await.0, StatusCode::SEE_OTHER);
+    let ack =
+        post_form(&http, &server, &first, "/desk/tickets/s.dev-1.code.1/acknowledge", &[]).await;
+    assert_eq!(ack.status(), StatusCode::UNAUTHORIZED);
+    // The other session lives on, and its actions carry the user's name.
+    let ack =
+        post_form(&http, &server, &second, "/desk/tickets/s.dev-1.code.1/acknowledge", &[]).await;
+    assert_eq!(ack.status(), StatusCode::SEE_OTHER);
+    let close = post_form(
+        &http,
+        &server,
+        &second,
+        "/desk/tickets/s.dev-1.code.1/close",
+        &[("resolution", "Replaced the lock")],
+    )
+    .await;
+    assert_eq!(close.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&http, &server, &second, "/desk/tickets/s.dev-1.code.1").await;
+    assert!(html.contains("Acknowledged by desk user mei"), "{html}");
+    assert!(html.contains("Closed by desk user mei"), "{html}");
+    // A session past its expiry is refused too.
+    let store = db.store().await?;
+    let id = "b".repeat(64);
+    let now = tend_wire::model::WireTime::parse("2026-11-22T10:00:00Z")?;
+    store.start_session(&crate::store::digest(id.as_bytes()), "mei", &now, 1).await?;
+    store.close().await;
+    let expired = format!("tend_desk={id}");
+    assert_eq!(page(&http, &server, &expired, "/desk").await.0, StatusCode::SEE_OTHER);
+    server.stop().await
+}
+
+/// Finding: 300 wrong sign-ins in 2.3 s were not slowed down. After three wrong
+/// ones, attempts must wait (429 with Retry-After, the password not checked), for
+/// the user name and for the client address.
+#[tokio::test]
+async fn wrong_sign_ins_are_slowed() -> anyhow::Result<()> {
+    let db = TestDatabase::sqlite()?;
+    add_user(&db, "mei", "a long desk password").await?;
+    let server = db.start().await?;
+    let http = browserless();
+    let (mut wrong, mut slowed) = (0, 0);
+    let started = std::time::Instant::now();
+    for i in 0..300 {
+        let (status, cookie) = sign_in_as(&http, &server, "mei", &format!("guess {i}")).await;
+        assert!(cookie.is_none());
+        match status {
+            StatusCode::UNAUTHORIZED => wrong += 1,
+            StatusCode::TOO_MANY_REQUESTS => slowed += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        wrong <= 4 && slowed >= 296,
+        "{wrong} checked, {slowed} slowed in {:?}",
+        started.elapsed()
+    );
+    // While slowed, even the right password is not checked.
+    let right = http
+        .post(server.at("/desk/login"))
+        .urlencoded(&[("user", "mei"), ("password", "a long desk password")])
+        .send()
+        .await?;
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = right.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=900).contains(&retry), "{retry}");
+    // Another user name from the same address is slowed too.
+    let (status, _) = sign_in_as(&http, &server, "somebody", "x").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    server.stop().await
+}
+
+/// Behind TLS the session cookie is `Secure`.
+#[tokio::test]
+async fn cookies_are_secure_behind_tls() -> anyhow::Result<()> {
+    let db = TestDatabase::sqlite()?;
+    let mut cfg = db.config();
+    cfg.behind_tls = true;
+    let server = db.start_with(cfg).await?;
+    let response = browserless()
+        .post(server.at("/desk/login"))
+        .urlencoded(&[("user", ""), ("password", TOKEN)])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(response.headers()["set-cookie"].to_str()?.contains("; Secure"));
     server.stop().await
 }
