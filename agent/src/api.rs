@@ -1,6 +1,7 @@
 //! The local status API (`[api]`): `GET /health`, `GET /status` (JSON) and
 //! `GET /metrics` (Prometheus text); for site staff's commands (`crate::local`),
-//! `GET /archive[?device=ID]` and `POST /inspections/complete`. Binds to loopback
+//! `GET /archive[?device=ID]`, `POST /inspections/complete` and `POST /maintenance`.
+//! Binds to loopback
 //! by default: whoever can reach it is on the agent's machine.
 //!
 //! A web page in a browser on that machine can reach it too, so:
@@ -204,6 +205,7 @@ pub fn router(sources: Sources) -> Router {
         .route("/metrics", get(metrics))
         .route("/archive", get(archive))
         .route("/inspections/complete", post(complete))
+        .route("/maintenance", post(maintenance))
         .with_state(sources)
         .layer(axum::middleware::from_fn_with_state(token, guard))
 }
@@ -268,6 +270,24 @@ async fn complete(State(s): State<Sources>, body: axum::body::Bytes) -> axum::re
     }
 }
 
+async fn maintenance(
+    State(s): State<Sources>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let request: crate::local::MaintenanceRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("invalid maintenance request: {e}"));
+        }
+    };
+    match ask(&s, |reply| LocalCommand::Maintenance { request, reply }).await {
+        Ok(Ok(done)) => axum::Json(done).into_response(),
+        Ok(Err(e)) if e.bad_request => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(r) => r,
+    }
+}
+
 async fn status(State(s): State<Sources>) -> impl IntoResponse {
     axum::Json(s.status())
 }
@@ -309,6 +329,30 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     counter(&mut r, "messages_duplicate", "Redelivered messages skipped", p.duplicates);
     counter(&mut r, "plugin_failures", "Plugin calls that failed", p.plugin_failures);
     counter(&mut r, "requests_queued", "Requests queued for the central service", p.requests);
+    counter(
+        &mut r,
+        "site_outages",
+        "Site outages opened (one site_outage ticket each)",
+        p.site_outages,
+    );
+    gauge(
+        &mut r,
+        "site_outage_devices",
+        "Devices in the site outage going on (0: none)",
+        p.outage_devices as i64,
+    );
+    gauge(
+        &mut r,
+        "devices_under_maintenance",
+        "Devices under maintenance (declared or an inspection in progress)",
+        p.under_maintenance as i64,
+    );
+    counter(
+        &mut r,
+        "conditions_suppressed",
+        "Conditions that became active under maintenance (no ticket then)",
+        p.suppressed,
+    );
     counter(
         &mut r,
         "requests_sent",

@@ -4,17 +4,19 @@
 //!
 //! # Layout
 //! - [`api`]: the local status API (`/health`, `/status`, `/metrics`, and `/archive`,
-//!   `/inspections/complete` for site staff's commands).
+//!   `/inspections/complete`, `/maintenance` for site staff's commands).
 //! - [`app`]: glue for the commands (plugins from config, replay, check).
 //! - [`config`]: raw TOML -> validated config, environment overrides, site inventory.
 //! - [`pipeline`]: message -> plugin -> alarms -> ticket builder -> one store batch.
 //! - [`plugins`]: the WebAssembly plugin host (the single `bindgen!` over `wit/`),
 //!   sandbox limits, loading and caching, quarantine.
 //! - [`alarms`]: the pure alarm state machine (episodes, clear hold, escalation,
-//!   recurrence, offline), in event time.
+//!   recurrence, offline), in event time; across devices, site outages (`site`) and
+//!   maintenance windows (`window`): one cause, one ticket.
 //! - [`maintenance`]: pure maintenance domain: business calendar and SLA due times,
 //!   inspection schedules, warranty, coverage and the downtime extension.
-//! - [`local`]: site staff's commands (`tend device`, `tend inspection complete`):
+//! - [`local`]: site staff's commands (`tend device`, `tend inspection complete`,
+//!   `tend maintenance`):
 //!   through the running agent's API, or on the store when it is stopped.
 //! - [`ingest`]: MQTT topic templates and payload event time.
 //! - [`store`]: the embedded store (fjall): compact device records, the one-batch

@@ -1,10 +1,12 @@
 //! Site staff's commands against the agent's own data: the device archive
-//! (`tend device`, `tend report`) and locally recorded inspections
-//! (`tend inspection complete`).
+//! (`tend device`, `tend report`), locally recorded inspections
+//! (`tend inspection complete`) and declared maintenance windows
+//! (`tend maintenance start|end`).
 //!
 //! The store belongs to one process at a time (the store locks it). While `tend run` is
 //! running, the commands go through its local API (`GET /archive`,
-//! `POST /inspections/complete`, loopback by default) and the pipeline thread
+//! `POST /inspections/complete`, `POST /maintenance`, loopback by default) and the
+//! pipeline thread
 //! applies them like any other input ([`LocalCommand`]); when it is stopped, they
 //! open the store themselves with the same pipeline code.
 
@@ -37,6 +39,44 @@ pub enum LocalCommand {
         /// Number of requests queued for the central service, or why not.
         reply: oneshot::Sender<Result<usize, CompletionRefused>>,
     },
+    /// A maintenance window declared or ended by site staff.
+    Maintenance {
+        /// What to do.
+        request: MaintenanceRequest,
+        /// What it did, or why not.
+        reply: oneshot::Sender<Result<MaintenanceDone, CompletionRefused>>,
+    },
+}
+
+/// `tend maintenance start|end` (`POST /maintenance`); the window starts or ends at
+/// the agent's clock when it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    /// Device id.
+    pub device: String,
+    /// `true`: start (or restart) a declared window; `false`: end it.
+    pub start: bool,
+    /// Length of the window (ms); the configured default when absent.
+    #[serde(default)]
+    pub length_ms: Option<i64>,
+    /// A note for the archive.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// What a maintenance command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceDone {
+    /// When the window started or ended (ms).
+    pub at_ms: i64,
+    /// When a started window ends by itself (ms).
+    #[serde(default)]
+    pub until_ms: Option<i64>,
+    /// False for an `end` when no window was declared.
+    pub changed: bool,
+    /// Requests queued (tickets of what was still active at the end).
+    pub queued: usize,
 }
 
 /// A locally recorded inspection (`POST /inspections/complete`).
@@ -133,11 +173,124 @@ pub fn apply(
                 }
             }
         }
+        LocalCommand::Maintenance { request, reply } => {
+            match maintenance_apply(pipeline, &request, now_ms) {
+                Ok((done, applied)) => {
+                    let send = Box::new(move || {
+                        let _ = reply.send(Ok(done));
+                    });
+                    Some((applied, Reply { send }))
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Applies a maintenance command to the pipeline at `now_ms`.
+fn maintenance_apply(
+    pipeline: &mut Pipeline,
+    m: &MaintenanceRequest,
+    now_ms: i64,
+) -> Result<(MaintenanceDone, crate::pipeline::Applied), CompletionRefused> {
+    let refused = |e: crate::pipeline::MaintenanceError| CompletionRefused {
+        bad_request: !matches!(e, crate::pipeline::MaintenanceError::Store(_)),
+        message: e.to_string(),
+    };
+    if m.start {
+        let (until, applied) = pipeline
+            .maintenance_start(&m.device, now_ms, m.length_ms, m.note.as_deref())
+            .map_err(refused)?;
+        let done =
+            MaintenanceDone { at_ms: now_ms, until_ms: Some(until), changed: true, queued: 0 };
+        Ok((done, applied))
+    } else {
+        let (changed, applied) = pipeline.maintenance_end(&m.device, now_ms).map_err(refused)?;
+        let done =
+            MaintenanceDone { at_ms: now_ms, until_ms: None, changed, queued: applied.queued };
+        Ok((done, applied))
     }
 }
 
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
+}
+
+/// Starts or ends a declared maintenance window; returns a line for the person.
+pub async fn maintenance(config: &Config, request: MaintenanceRequest) -> anyhow::Result<String> {
+    if config.inventory.device(&request.device).is_none() {
+        bail!(
+            "device `{}` is not in the inventory {}",
+            request.device,
+            config.inventory.path.display()
+        );
+    }
+    let tz = config.inventory.timezone.clone();
+    let device = request.device.clone();
+    let say = move |d: &MaintenanceDone, by: &str| {
+        let at = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms).map(|t| rfc3339(t, &tz)).unwrap_or_default()
+        };
+        match (d.until_ms, d.changed) {
+            (Some(until), _) => format!(
+                "`{}` is under maintenance from {} until {} ({by}): its faults are recorded \
+                 but page nobody, except the codes that always page",
+                device,
+                at(d.at_ms),
+                at(until)
+            ),
+            (None, true) => format!(
+                "maintenance of `{}` ended at {} ({by}); {} ticket(s) opened for what is \
+                 still active",
+                device,
+                at(d.at_ms),
+                d.queued
+            ),
+            (None, false) => format!("`{}` had no declared maintenance window", device),
+        }
+    };
+    if let Some(base) = running_agent(config).await {
+        let url = format!("{base}/maintenance");
+        let dir = &config.store.data_dir;
+        let token = read_token(dir).with_context(|| {
+            format!(
+                "reading the running agent's local token {} (run this as the agent's user)",
+                dir.join(TOKEN_FILE).display()
+            )
+        })?;
+        let answer = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(token)
+            .json(&request)
+            .send()
+            .await
+            .with_context(|| format!("asking the agent at {url}"))?;
+        let status = answer.status();
+        let body = answer.text().await.context("reading the agent's answer")?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
+                .unwrap_or(body);
+            bail!("{message}");
+        }
+        let done: MaintenanceDone =
+            serde_json::from_str(&body).context("the agent's answer is unreadable")?;
+        return Ok(say(&done, "by the running agent"));
+    }
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut pipeline = offline_pipeline(&config)?;
+        let (done, applied) =
+            maintenance_apply(&mut pipeline, &request, now_ms()).map_err(|e| anyhow!("{e}"))?;
+        applied.sync(pipeline.store()).context("flushing the store")?;
+        Ok(say(&done, "in the agent's store; the agent is not running"))
+    })
+    .await
+    .context("recording the maintenance window")?
 }
 
 /// The base URL of a running agent's local API, if it answers.
@@ -291,6 +444,9 @@ pub mod text {
 
     /// One word on the device's state.
     pub fn status(d: &DeviceArchive) -> String {
+        if d.maintenance.is_some() {
+            return "MAINTENANCE".into();
+        }
         if d.offline_since_ms.is_some() {
             return "OFFLINE".into();
         }
@@ -393,6 +549,22 @@ pub mod text {
             let _ = writeln!(o, "contract      until {c}");
         }
         let _ = writeln!(o, "status        {}", status(d));
+        if let Some(m) = &d.maintenance {
+            let mut line = format!("since {}", when(m.since_ms, &tz));
+            if let Some(u) = m.until_ms {
+                line.push_str(&format!(", declared until {}", when(u, &tz)));
+            }
+            if !m.inspections.is_empty() {
+                line.push_str(&format!(", inspection in progress ({})", m.inspections.join(", ")));
+            }
+            if let Some(n) = &m.note {
+                line.push_str(&format!(", note: {n}"));
+            }
+            if !m.suppressed.is_empty() {
+                line.push_str(&format!(", suppressed now: {}", m.suppressed.join(", ")));
+            }
+            let _ = writeln!(o, "maintenance   {line}");
+        }
         if let Some(seen) = d.last_seen_ms {
             let _ = writeln!(o, "last seen     {}", when(seen, &tz));
         }
@@ -514,6 +686,49 @@ pub mod text {
             ArchiveEvent::DowntimeStarted { code } => ("out of service", format!("level-1 {code}")),
             ArchiveEvent::DowntimeEnded { duration_ms } => {
                 ("back in service", format!("after {:.1} h", *duration_ms as f64 / 3_600_000.0))
+            }
+            ArchiveEvent::OutageJoined { ticket_id } => {
+                ("offline: site outage", format!("covered by {ticket_id}, no ticket of its own"))
+            }
+            ArchiveEvent::SiteOutageOpened { ticket_id, devices } => (
+                "site outage",
+                format!(
+                    "{} devices offline at once: {} ({ticket_id})",
+                    devices.len(),
+                    devices.join(", ")
+                ),
+            ),
+            ArchiveEvent::SiteOutageRecovered { ticket_id, started_ms, devices, still_offline } => {
+                (
+                    "site outage over",
+                    format!(
+                        "since {}, {} devices{} ({ticket_id})",
+                        when(*started_ms, tz),
+                        devices.len(),
+                        if still_offline.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", still offline: {}", still_offline.join(", "))
+                        }
+                    ),
+                )
+            }
+            ArchiveEvent::MaintenanceStarted { source, ticket_id, until_ms, note } => {
+                let mut s = source.clone();
+                if let Some(t) = ticket_id {
+                    s.push_str(&format!(" {t}"));
+                }
+                if let Some(u) = until_ms {
+                    s.push_str(&format!(", until {}", when(*u, tz)));
+                }
+                if let Some(n) = note {
+                    s.push_str(&format!(", note: {n}"));
+                }
+                ("maintenance started", s)
+            }
+            ArchiveEvent::MaintenanceEnded { source } => ("maintenance ended", source.clone()),
+            ArchiveEvent::Suppressed { code, severity } => {
+                ("suppressed (maintenance)", format!("{code} L{severity}"))
             }
         }
     }

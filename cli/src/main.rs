@@ -48,20 +48,35 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// The reference central ticket service (the API of central-api.md).
+    /// The reference central ticket service (the API of central-api.md) with its desk
+    /// page; `tend central site …` and `tend central user …` administer its database.
     Central {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        /// Where the service keeps its database.
-        #[arg(long, default_value = "target/central-data")]
+        /// Where the service keeps its SQLite database (`central.db`).
+        #[arg(long, default_value = "target/central-data", global = true)]
         data_dir: PathBuf,
-        /// The bearer token clients must send.
+        /// A PostgreSQL database instead (`postgres://user:password@host/db`); several
+        /// `tend central` processes may share it.
+        #[arg(long, env = "TEND_CENTRAL_DATABASE_URL", global = true)]
+        database_url: Option<String>,
+        /// A shared bearer token that may act for every site (the demo's shortcut);
+        /// sites' own tokens come from `tend central site add`.
         #[arg(long, env = "TEND_CENTRAL_TOKEN")]
-        token: String,
-        /// What people sign in to the desk page (`/desk`) with; default: the bearer token.
+        token: Option<String>,
+        /// A token that signs in to the desk with an empty user name (default: the
+        /// shared token); desk users come from `tend central user add`.
         #[arg(long, env = "TEND_DESK_TOKEN")]
         desk_token: Option<String>,
+        /// The service sits behind TLS (a reverse proxy): desk cookies are `Secure`.
+        #[arg(long)]
+        behind_tls: bool,
+        /// Most connections open at once.
+        #[arg(long, default_value_t = tend_central::Limits::default().max_connections)]
+        max_connections: usize,
+        #[command(subcommand)]
+        admin: Option<CentralAdmin>,
     },
     /// Simulated devices of a site inventory publishing over MQTT, with injected faults,
     /// on an accelerated clock (payload times are event time).
@@ -99,6 +114,40 @@ enum Command {
     Inspection {
         #[command(subcommand)]
         command: InspectionCommand,
+    },
+    /// Maintenance windows declared by site staff: a device's faults are recorded but
+    /// page nobody while a technician works on it.
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Start (or restart) a maintenance window of a device, from now.
+    Start {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Device id.
+        device: String,
+        /// How long (like 30m, 2h); default `alarms.maintenance.default_window` (2h),
+        /// at most `alarms.maintenance.max_window` (24h).
+        #[arg(long = "for")]
+        length: Option<String>,
+        /// A note for the device archive.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// End a device's declared maintenance window now: what is still active opens its
+    /// ticket.
+    End {
+        /// The agent's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Device id.
+        device: String,
     },
 }
 
@@ -264,6 +313,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Maintenance { command } => {
+            let (config, request) = match command {
+                MaintenanceCommand::Start { config, device, length, note } => {
+                    let length_ms = match length {
+                        Some(text) => Some(
+                            tend_agent::config::parse_duration(&text)
+                                .map_err(|e| anyhow::anyhow!("--for: {e}"))?
+                                .as_millis() as i64,
+                        ),
+                        None => None,
+                    };
+                    let request = tend_agent::local::MaintenanceRequest {
+                        device,
+                        start: true,
+                        length_ms,
+                        note,
+                    };
+                    (config, request)
+                }
+                MaintenanceCommand::End { config, device } => {
+                    let request = tend_agent::local::MaintenanceRequest {
+                        device,
+                        start: false,
+                        length_ms: None,
+                        note: None,
+                    };
+                    (config, request)
+                }
+            };
+            let config =
+                tend_agent::config::Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let line = rt.block_on(tend_agent::local::maintenance(&config, request))?;
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate(opts) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(demo::simulate(opts, shutdown_signal()))?;
@@ -310,18 +395,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
-        Command::Central { listen, data_dir, token, desk_token } => {
+        Command::Central {
+            listen,
+            data_dir,
+            database_url,
+            token,
+            desk_token,
+            behind_tls,
+            max_connections,
+            admin,
+        } => {
+            let database = tend_central::Database::choose(&data_dir, database_url.as_deref());
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                tracing::info!(%listen, data_dir = %data_dir.display(), "central service listening");
-                let cfg = tend_central::CentralConfig {
-                    desk_token,
-                    ..tend_central::CentralConfig::new(data_dir, token)
-                };
-                tend_central::serve(listener, cfg, shutdown_signal()).await
+                match admin {
+                    Some(CentralAdmin::Site(command)) => {
+                        tend_central::admin::site(&database, command, &mut std::io::stdout()).await
+                    }
+                    Some(CentralAdmin::User(command)) => {
+                        let mut input = std::io::stdin().lock();
+                        tend_central::admin::user(
+                            &database,
+                            command,
+                            &mut input,
+                            &mut std::io::stdout(),
+                        )
+                        .await
+                    }
+                    None => {
+                        let listener = tokio::net::TcpListener::bind(listen)
+                            .await
+                            .with_context(|| format!("cannot listen on {listen}"))?;
+                        let mut cfg = tend_central::CentralConfig::on(database, token);
+                        cfg.desk_token = desk_token;
+                        cfg.behind_tls = behind_tls;
+                        cfg.limits.max_connections = max_connections;
+                        tend_central::serve(listener, cfg, shutdown_signal()).await
+                    }
+                }
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -478,4 +589,15 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
         }
         PluginCommand::New(args) => scaffold::run(&args).map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `tend central site …` and `tend central user …`.
+#[derive(Debug, Subcommand)]
+enum CentralAdmin {
+    /// Sites and their agents' tokens.
+    #[command(subcommand)]
+    Site(tend_central::admin::SiteCommand),
+    /// People who use the desk.
+    #[command(subcommand)]
+    User(tend_central::admin::UserCommand),
 }

@@ -216,6 +216,46 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    let _ = writeln!(s, "## Site outages\n");
+    if r.outages.is_empty() {
+        let _ = writeln!(s, "None.\n");
+    } else {
+        table(
+            &mut s,
+            &["Started", "Ended", "Hours", "Devices", "Still offline at the end", "Ticket"],
+            r.outages.iter().map(|o| {
+                vec![
+                    r.time(Some(o.started_ms)),
+                    r.time(o.ended_ms),
+                    format!("{:.1}", o.hours),
+                    format!("{} ({})", o.devices.len(), o.devices.join(", ")),
+                    o.still_offline.join(", "),
+                    o.ticket_id.clone(),
+                ]
+            }),
+        );
+    }
+
+    let _ = writeln!(s, "## Maintenance windows\n");
+    if r.windows.is_empty() {
+        let _ = writeln!(s, "None.\n");
+    } else {
+        table(
+            &mut s,
+            &["Device", "Source", "Started", "Ended", "Suppressed", "Note"],
+            r.windows.iter().map(|w| {
+                vec![
+                    w.device.clone(),
+                    w.source.clone(),
+                    r.time(Some(w.started_ms)),
+                    r.time(w.ended_ms),
+                    w.suppressed.to_string(),
+                    w.note.clone().unwrap_or_default(),
+                ]
+            }),
+        );
+    }
+
     if !r.notes.is_empty() {
         let _ = writeln!(s, "## Notes on the data\n");
         for n in &r.notes {

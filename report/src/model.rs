@@ -73,6 +73,10 @@ pub struct Report {
     pub warranty: Vec<WarrantyRow>,
     /// Fault tickets recommending replacement: opened in the period, or still open.
     pub repeats: Vec<RepeatRow>,
+    /// Site outages overlapping the period, oldest first (maintenance.md section 8).
+    pub outages: Vec<OutageRow>,
+    /// Maintenance windows overlapping the period, per device in inventory order.
+    pub windows: Vec<WindowRow>,
     /// Oddities found in the archive (kept, counted as stated here).
     pub notes: Vec<String>,
     /// The site's zone, for formatting.
@@ -435,7 +439,10 @@ pub fn build(archive: &SiteArchive, period: &Period) -> Result<Report, ReportErr
     let mut downtime = Vec::new();
     let mut inspections = Vec::new();
     let mut warranty = Vec::new();
+    let outages = site_outages(archive, start_ms, end_ms, as_of_ms);
+    let mut windows = Vec::new();
     for dev in &archive.devices {
+        windows.extend(device_windows(dev, start_ms, end_ms));
         let tickets = fault_tickets(dev, generated_ms, &mut notes);
         for t in &tickets {
             let in_period = (start_ms..end_ms).contains(&t.opened_ms);
@@ -520,9 +527,110 @@ pub fn build(archive: &SiteArchive, period: &Period) -> Result<Report, ReportErr
         inspections,
         warranty,
         repeats,
+        outages,
+        windows,
         notes,
         tz,
     })
+}
+
+/// One site outage: one `site_outage` ticket for many devices offline at once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutageRow {
+    /// The `site_outage` ticket.
+    pub ticket_id: String,
+    /// When it opened (ms).
+    pub started_ms: i64,
+    /// When it recovered (ms); `None` while it lasts.
+    pub ended_ms: Option<i64>,
+    /// Its length up to its end or the report's moment, hours.
+    pub hours: f64,
+    /// The devices in it (the ones that joined included).
+    pub devices: Vec<String>,
+    /// The devices still offline when it ended.
+    pub still_offline: Vec<String>,
+}
+
+/// One maintenance window of a device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowRow {
+    /// Device id.
+    pub device: String,
+    /// `declared` (site staff) or `inspection` (an inspection ticket in progress).
+    pub source: String,
+    /// When it started (ms).
+    pub started_ms: i64,
+    /// When it ended (ms); `None` while it lasts.
+    pub ended_ms: Option<i64>,
+    /// Staff's note or the inspection ticket.
+    pub note: Option<String>,
+    /// Conditions suppressed during it.
+    pub suppressed: u32,
+}
+
+/// The site outages of the site's own history overlapping `[start, end)`.
+fn site_outages(archive: &SiteArchive, start: i64, end: i64, as_of: i64) -> Vec<OutageRow> {
+    let mut rows: Vec<OutageRow> = Vec::new();
+    for e in &archive.site_history {
+        match &e.event {
+            ArchiveEvent::SiteOutageOpened { ticket_id, devices } => rows.push(OutageRow {
+                ticket_id: ticket_id.clone(),
+                started_ms: e.at_ms,
+                ended_ms: None,
+                hours: 0.0,
+                devices: devices.clone(),
+                still_offline: Vec::new(),
+            }),
+            ArchiveEvent::SiteOutageRecovered { ticket_id, devices, still_offline, .. } => {
+                if let Some(r) = rows.iter_mut().rev().find(|r| &r.ticket_id == ticket_id) {
+                    r.ended_ms = Some(e.at_ms);
+                    r.devices = devices.clone();
+                    r.still_offline = still_offline.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    rows.retain(|r| r.started_ms < end && r.ended_ms.is_none_or(|t| t >= start));
+    for r in &mut rows {
+        let until = r.ended_ms.unwrap_or(as_of).max(r.started_ms);
+        r.hours = (until - r.started_ms) as f64 / 3_600_000.0;
+    }
+    rows
+}
+
+/// A device's maintenance windows overlapping `[start, end)`.
+fn device_windows(d: &DeviceArchive, start: i64, end: i64) -> Vec<WindowRow> {
+    let mut rows: Vec<WindowRow> = Vec::new();
+    for e in &d.history {
+        match &e.event {
+            ArchiveEvent::MaintenanceStarted { source, ticket_id, note, .. } => {
+                rows.push(WindowRow {
+                    device: d.device.id.clone(),
+                    source: source.clone(),
+                    started_ms: e.at_ms,
+                    ended_ms: None,
+                    note: note.clone().or_else(|| ticket_id.clone()),
+                    suppressed: 0,
+                });
+            }
+            ArchiveEvent::MaintenanceEnded { source } => {
+                let open =
+                    rows.iter_mut().rev().find(|r| &r.source == source && r.ended_ms.is_none());
+                if let Some(r) = open {
+                    r.ended_ms = Some(e.at_ms);
+                }
+            }
+            ArchiveEvent::Suppressed { .. } => {
+                if let Some(r) = rows.iter_mut().rev().find(|r| r.ended_ms.is_none()) {
+                    r.suppressed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    rows.retain(|r| r.started_ms < end && r.ended_ms.is_none_or(|t| t >= start));
+    rows
 }
 
 /// Columns of the list of fault tickets, in both renderings.

@@ -40,6 +40,7 @@ fn device(id: &str) -> DeviceArchive {
         warranty: Vec::new(),
         inspections: Vec::new(),
         history: Vec::new(),
+        maintenance: None,
     }
 }
 
@@ -49,6 +50,7 @@ fn site(tz: &str, generated: &str, devices: Vec<DeviceArchive>) -> SiteArchive {
         timezone: tz.to_owned(),
         generated_ms: ms(generated),
         devices,
+        site_history: Vec::new(),
     }
 }
 

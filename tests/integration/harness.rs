@@ -58,6 +58,11 @@ impl Site {
         Self { site, last: Cell::new(0) }
     }
 
+    /// A site from files made by the caller (its own config sections).
+    pub fn from_files(site: TestSite) -> Self {
+        Self { site, last: Cell::new(0) }
+    }
+
     /// The agent config file.
     pub fn config(&self) -> PathBuf {
         self.site.config.clone()

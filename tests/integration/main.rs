@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod central;
+mod central_pg;
 mod demo;
 mod faults;
 mod harness;
@@ -21,4 +22,5 @@ mod replay;
 mod report;
 mod secrets;
 mod store;
+mod storms;
 mod year;

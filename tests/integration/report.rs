@@ -290,6 +290,7 @@ fn generated_site() -> SiteArchive {
             warranty,
             inspections,
             history,
+            maintenance: None,
         });
     }
     SiteArchive {
@@ -297,6 +298,7 @@ fn generated_site() -> SiteArchive {
         timezone: "Asia/Shanghai".into(),
         generated_ms: generated,
         devices,
+        site_history: Vec::new(),
     }
 }
 

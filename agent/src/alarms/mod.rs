@@ -21,6 +21,9 @@
 //!   to level 1, once per episode.
 //! - [`DEVICE_OFFLINE`] is the engine's own condition: silence for `offline_after`,
 //!   or a status "offline", makes it active; any later message clears it.
+//! - Across devices, [`site::SiteAlarms`] turns many devices going offline together
+//!   into one `site_outage` ticket, and [`window::Windows`] holds back the tickets of
+//!   a device under maintenance (maintenance.md section 8).
 //!
 //! # Time
 //! Every call takes an event time. Timers (hold expiry, escalation, silence) fire in
@@ -30,6 +33,9 @@
 //! device heard from exactly at its offline deadline is not offline). Time never runs
 //! backwards: a late message is applied, but no transition of a code is dated before
 //! one already emitted for it.
+
+pub mod site;
+pub mod window;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -573,6 +579,21 @@ impl DeviceAlarms {
         cs.episode = None;
         cs.closed = cs.closed.saturating_add(1);
         cs.last_closed_at = Some(at);
+        true
+    }
+
+    /// Ends `code`'s open `episode` when no ticket was ever sent for it (a
+    /// [`DEVICE_OFFLINE`] episode a site outage swallowed, see [`site`]): unlike
+    /// [`DeviceAlarms::ticket_closed`] it does not count toward the repeat-fault rule.
+    /// Returns false (and changes nothing) when that episode is not the open one.
+    pub fn discard_episode(&mut self, code: &str, episode: u32) -> bool {
+        let Some(cs) = self.codes.get_mut(code) else {
+            return false;
+        };
+        if cs.episode.as_deref().map(Episode::number) != Some(episode) {
+            return false;
+        }
+        cs.episode = None;
         true
     }
 

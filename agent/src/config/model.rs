@@ -254,12 +254,41 @@ pub struct Pin {
 }
 
 /// `[alarms]`: fault lifecycle timing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alarms {
     /// A condition false this long clears the fault.
     pub clear_hold: SignedDuration,
     /// An interrupts-service fault active this long is raised to level 1.
     pub escalate_after: SignedDuration,
+    /// `[alarms.outage]`: the site outage rule.
+    pub outage: Outage,
+    /// `[alarms.maintenance]`: maintenance windows.
+    pub maintenance: Maintenance,
+}
+
+/// `[alarms.outage]`: one `site_outage` ticket instead of a `device_offline` ticket per
+/// device when many go offline at once (maintenance.md section 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    /// Whether the rule applies.
+    pub enabled: bool,
+    /// Devices going offline within this much event time count together.
+    pub window: SignedDuration,
+    /// At least this many devices ...
+    pub min_devices: u32,
+    /// ... and at least this percentage (1 ..= 100) of the site's devices.
+    pub min_percent: u32,
+}
+
+/// `[alarms.maintenance]`: maintenance windows (maintenance.md section 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Length of a declared window when none is given.
+    pub default_window: SignedDuration,
+    /// Longest declared window.
+    pub max_window: SignedDuration,
+    /// Fault codes a window never suppresses.
+    pub always_page: Vec<String>,
 }
 
 /// The offline timeout when neither the config nor the plugin sets one

@@ -400,11 +400,62 @@ pub(crate) struct RawAlarms {
     /// An interrupts-service fault still active this long after it opened is raised
     /// to level 1.
     pub escalate_after: Dur,
+    /// `[alarms.outage]`: one `site_outage` ticket when many devices go offline at once.
+    pub outage: RawOutage,
+    /// `[alarms.maintenance]`: maintenance windows.
+    pub maintenance: RawMaintenance,
 }
 
 impl Default for RawAlarms {
     fn default() -> Self {
-        Self { clear_hold: default_clear_hold(), escalate_after: default_escalate_after() }
+        Self {
+            clear_hold: default_clear_hold(),
+            escalate_after: default_escalate_after(),
+            outage: RawOutage::default(),
+            maintenance: RawMaintenance::default(),
+        }
+    }
+}
+
+/// `[alarms.outage]` (maintenance.md section 8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawOutage {
+    /// Off: each offline device gets its own ticket, whatever the others do.
+    pub enabled: bool,
+    /// Devices going offline within this much event time count together.
+    pub window: Dur,
+    /// At least this many devices ...
+    pub min_devices: u32,
+    /// ... and at least this percentage of the site's devices make an outage.
+    pub min_percent: u32,
+}
+
+impl Default for RawOutage {
+    fn default() -> Self {
+        Self { enabled: true, window: Dur::mins(2), min_devices: 3, min_percent: 50 }
+    }
+}
+
+/// `[alarms.maintenance]` (maintenance.md section 8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawMaintenance {
+    /// Length of `tend maintenance start` without `--for`.
+    pub default_window: Dur,
+    /// Longest window `tend maintenance start --for` accepts.
+    pub max_window: Dur,
+    /// Fault codes never suppressed by a maintenance window.
+    pub always_page: Vec<String>,
+}
+
+impl Default for RawMaintenance {
+    fn default() -> Self {
+        Self {
+            default_window: Dur::hours(2),
+            max_window: Dur::hours(24),
+            always_page: vec!["tank_leak".to_owned(), "forced_open".to_owned()],
+        }
     }
 }
 

@@ -793,3 +793,38 @@ fn an_unreadable_agent_password_is_one_problem_not_two() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn outage_and_maintenance_rules_take_the_section_8_defaults() -> TestResult {
+    let c = World::new(MIN_CONFIG, MIN_INVENTORY).load("/site/agent.toml")?;
+    let o = c.alarms.outage;
+    assert!(o.enabled);
+    assert_eq!(o.window, SignedDuration::from_mins(2));
+    assert_eq!((o.min_devices, o.min_percent), (3, 50));
+    let m = &c.alarms.maintenance;
+    assert_eq!(m.default_window, SignedDuration::from_hours(2));
+    assert_eq!(m.max_window, SignedDuration::from_hours(24));
+    assert_eq!(m.always_page, ["tank_leak", "forced_open"]);
+    Ok(())
+}
+
+#[test]
+fn bad_outage_and_maintenance_values_are_all_reported() -> TestResult {
+    let text = format!(
+        "{MIN_CONFIG}\n[alarms.outage]\nwindow = \"0s\"\nmin_devices = 0\nmin_percent = 101\n\n\
+         [alarms.maintenance]\ndefault_window = \"30h\"\nalways_page = [\"\"]\n"
+    );
+    let got = World::new(&text, MIN_INVENTORY).errors()?;
+    let keys: Vec<&str> = got.iter().filter_map(|p| p.split(": ").nth(1)).collect();
+    for key in [
+        "alarms.outage.window",
+        "alarms.outage.min_devices",
+        "alarms.outage.min_percent",
+        "alarms.maintenance.default_window",
+        "alarms.maintenance.always_page[0]",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {got:#?}");
+    }
+    assert!(got.iter().all(|p| p.starts_with("/site/agent.toml: ")), "{got:#?}");
+    Ok(())
+}

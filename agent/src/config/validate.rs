@@ -80,6 +80,8 @@ pub(crate) fn validate(
     let alarms = Alarms {
         clear_hold: raw.alarms.clear_hold.0,
         escalate_after: positive(r, "alarms.escalate_after", raw.alarms.escalate_after),
+        outage: outage(&raw.alarms.outage, r),
+        maintenance: maintenance(raw.alarms.maintenance, r),
     };
     let offline = offline(raw.offline, r, types.as_deref());
     let sla = sla(raw.sla, r);
@@ -130,6 +132,51 @@ pub(crate) fn validate(
         log,
         api,
     })
+}
+
+/// `[alarms.outage]`.
+fn outage(raw: &RawOutage, r: &mut Reporter<'_>) -> Outage {
+    let window = positive(r, "alarms.outage.window", raw.window);
+    if raw.min_devices == 0 {
+        r.push("alarms.outage.min_devices", "must be at least 1");
+    }
+    if !(1..=100).contains(&raw.min_percent) {
+        r.push(
+            "alarms.outage.min_percent",
+            "must be 1 ..= 100 (a percentage of the site's devices)",
+        );
+    }
+    Outage {
+        enabled: raw.enabled,
+        window,
+        min_devices: raw.min_devices,
+        min_percent: raw.min_percent,
+    }
+}
+
+/// `[alarms.maintenance]`.
+fn maintenance(raw: RawMaintenance, r: &mut Reporter<'_>) -> Maintenance {
+    let default_window = positive(r, "alarms.maintenance.default_window", raw.default_window);
+    let max_window = positive(r, "alarms.maintenance.max_window", raw.max_window);
+    if default_window > max_window {
+        r.push(
+            "alarms.maintenance.default_window",
+            format!(
+                "{} is longer than alarms.maintenance.max_window ({})",
+                super::values::format_duration(default_window),
+                super::values::format_duration(max_window)
+            ),
+        );
+    }
+    for (i, code) in raw.always_page.iter().enumerate() {
+        if code.trim().is_empty() || code.contains(char::is_whitespace) {
+            r.push(
+                &format!("alarms.maintenance.always_page[{i}]"),
+                "must be a fault code like \"tank_leak\"",
+            );
+        }
+    }
+    Maintenance { default_window, max_window, always_page: raw.always_page }
 }
 
 fn positive(r: &mut Reporter<'_>, key: &str, d: Dur) -> SignedDuration {

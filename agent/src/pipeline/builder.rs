@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::alarms::Transition;
+use crate::alarms::site::{SITE_OUTAGE, SITE_OUTAGE_SEVERITY};
 use crate::ingest::event_time::{EARLIEST_MS, LATEST_MS};
 use crate::maintenance::calendar::BusinessCalendar;
 use crate::maintenance::inspection::{MeterRule, Occurrence, Plan, Trigger};
@@ -204,6 +205,126 @@ pub fn build(
             *at,
             condition.map(|c| c.summary.clone()).filter(|s| !s.is_empty()),
         ),
+    }
+}
+
+/// The site's own ticket id for outage `number`: `{site}.{site}.site_outage.{number}`
+/// (the site stands where a device would).
+pub fn outage_ticket_id(site: &str, number: u32) -> String {
+    episode_ticket_id(site, site, SITE_OUTAGE, number)
+}
+
+/// Local clock time of an event time, for ticket texts (`14:03`).
+fn clock_time(ms: i64, tz: &TimeZone) -> String {
+    let ts = Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    tz.to_datetime(ts).strftime("%H:%M").to_string()
+}
+
+/// The `site_outage` ticket (maintenance.md section 8): level 1, interrupts service,
+/// the site itself as the device, the devices affected as evidence.
+/// `devices`: each device and when it went offline; `window_ms`: the rule's window.
+pub fn outage_opened(
+    site: &SiteFacts,
+    number: u32,
+    at: i64,
+    devices: &[(String, i64)],
+    site_devices: u32,
+    window_ms: i64,
+) -> OutboxEntry {
+    let tz = site.calendar.time_zone();
+    let key = episode_key(&site.site, &site.site, SITE_OUTAGE, number);
+    let opened = Timestamp::from_millisecond(at).unwrap_or(Timestamp::UNIX_EPOCH);
+    let sla = site.sla.due(SITE_OUTAGE_SEVERITY, opened, &site.calendar, None).ok().map(|d| Sla {
+        respond_by: Some(WireTime::from_timestamp(d.respond_by, tz.to_offset(d.respond_by))),
+        onsite_by: Some(WireTime::from_timestamp(d.onsite_by, tz.to_offset(d.onsite_by))),
+        resolve_by: Some(WireTime::from_timestamp(d.resolve_by, tz.to_offset(d.resolve_by))),
+    });
+    let names: Vec<String> = devices
+        .iter()
+        .map(|(d, since)| format!("{d} (since {})", clock_time(*since, tz)))
+        .collect();
+    let description = format!(
+        "{} of the site's {site_devices} devices went offline within {} s: {}. One cause, \
+         one ticket: these devices get no device_offline ticket of their own while the \
+         outage lasts (devices that go offline meanwhile join it). Probable cause: power, \
+         network or the site's broker. The ticket gets `recovered` when fewer than the \
+         threshold remain offline; a device still offline then gets its own ticket.",
+        devices.len(),
+        window_ms / 1000,
+        names.join(", ")
+    );
+    let ticket = NewTicket {
+        ticket_id: outage_ticket_id(&site.site, number),
+        kind: TicketKind::Fault,
+        site: site.site.clone(),
+        device: WireDevice {
+            id: site.site.clone(),
+            device_type: "site".to_owned(),
+            model: None,
+            serial: None,
+            location: None,
+        },
+        code: SITE_OUTAGE.to_owned(),
+        severity: Some(SITE_OUTAGE_SEVERITY),
+        title: format!("Site outage: {} devices offline at once", devices.len()),
+        description: Some(description),
+        opened_at: wire_time(at, tz),
+        sla,
+        coverage: None,
+        diagnosis: Some(Diagnosis {
+            probable_cause: Some(
+                "many devices silent at once: power cut, network or broker failure".to_owned(),
+            ),
+            category: Some(FaultCategory::Hardware),
+            suggested_parts: vec![],
+        }),
+        checklist: vec![],
+        due_at: None,
+        evidence: devices
+            .iter()
+            .filter(|(_, since)| (EARLIEST_MS..=LATEST_MS).contains(since))
+            .map(|(d, since)| Evidence {
+                ts: wire_time(*since, tz),
+                field: "device_offline".to_owned(),
+                value: serde_json::Value::String(d.clone()),
+            })
+            .collect(),
+        occurrence: Some(number),
+        replacement_recommended: false,
+    };
+    OutboxEntry { key, request: Request::Open { ticket: Box::new(ticket) } }
+}
+
+/// `recovered` on the site's outage ticket, the note naming the devices still offline.
+pub fn outage_recovered(
+    site: &SiteFacts,
+    number: u32,
+    at: i64,
+    devices: usize,
+    still_offline: &[String],
+) -> OutboxEntry {
+    let tz = site.calendar.time_zone();
+    let key = episode_key(&site.site, &site.site, SITE_OUTAGE, number);
+    let note = if still_offline.is_empty() {
+        format!("All {devices} devices of the outage are back online.")
+    } else {
+        format!(
+            "{} of the outage's {devices} devices are back online; still offline: {} (each \
+             now gets its own device_offline ticket).",
+            devices.saturating_sub(still_offline.len()),
+            still_offline.join(", ")
+        )
+    };
+    OutboxEntry {
+        key: format!("{key}/recovered/{at}"),
+        request: Request::Event {
+            ticket_id: outage_ticket_id(&site.site, number),
+            event: TicketEvent {
+                kind: EventKind::Recovered,
+                at: wire_time(at, tz),
+                note: Some(note),
+            },
+        },
     }
 }
 

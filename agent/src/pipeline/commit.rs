@@ -15,7 +15,9 @@ use crate::store::{
     TicketSubject, archive::SiteArchive,
 };
 
-use super::{Clock, CompleteError, Core, Counters, Incoming, PluginReport, SetupError};
+use super::{
+    Clock, CompleteError, Core, Counters, Incoming, MaintenanceError, PluginReport, SetupError,
+};
 
 /// Takes the core's batches in the order they must be written.
 pub trait Commit {
@@ -118,7 +120,10 @@ impl Pipeline {
     ) -> Result<Self, SetupError> {
         let stored: BTreeMap<String, DeviceEntry> = store.devices()?;
         let mut out = ToStore::new(&store, false)?;
-        let core = Core::new(config, plugins, stored, start_ms, clock, &mut out)?;
+        let mut core = Core::new(config, plugins, stored, start_ms, clock, &mut out)?;
+        if let Some(site) = store.site_alarms()? {
+            core.restore_site(&site);
+        }
         let _written = out.applied();
         Ok(Self { core, store })
     }
@@ -219,6 +224,70 @@ impl Pipeline {
         let mut out = ToStore::new(&self.store, false)?;
         self.core.inspection_completed(device, plan, at_ms, note, &mut out)?;
         Ok(out.applied())
+    }
+
+    /// `tend maintenance start` ([`Core::maintenance_start`]): when the window ends.
+    pub fn maintenance_start(
+        &mut self,
+        device: &str,
+        at_ms: i64,
+        length_ms: Option<i64>,
+        note: Option<&str>,
+    ) -> Result<(i64, Applied), MaintenanceError> {
+        let mut out = ToStore::new(&self.store, false)?;
+        let until = self.core.maintenance_start(device, at_ms, length_ms, note, &mut out)?;
+        Ok((until, out.applied()))
+    }
+
+    /// `tend maintenance end` ([`Core::maintenance_end`]): whether a declared window
+    /// ended.
+    pub fn maintenance_end(
+        &mut self,
+        device: &str,
+        at_ms: i64,
+    ) -> Result<(bool, Applied), MaintenanceError> {
+        let mut out = ToStore::new(&self.store, false)?;
+        let ended = self.core.maintenance_end(device, at_ms, &mut out)?;
+        Ok((ended, out.applied()))
+    }
+
+    /// The ticket sync saw an inspection ticket in progress, or no longer
+    /// ([`Core::inspection_in_progress`]); `None` when that changed nothing.
+    pub fn inspection_in_progress(
+        &mut self,
+        device: &str,
+        ticket_id: &str,
+        in_progress: bool,
+        at_ms: i64,
+    ) -> Result<Option<Applied>, StoreError> {
+        let mut out = ToStore::new(&self.store, false)?;
+        let changed =
+            self.core.inspection_in_progress(device, ticket_id, in_progress, at_ms, &mut out)?;
+        Ok(changed.then(|| out.applied()))
+    }
+
+    /// Replay and tests: [`Pipeline::maintenance_start`], returning the requests queued.
+    pub fn maintenance_start_requests(
+        &mut self,
+        device: &str,
+        at_ms: i64,
+        length_ms: Option<i64>,
+        note: Option<&str>,
+    ) -> Result<Vec<OutboxEntry>, MaintenanceError> {
+        let mut out = ToStore::new(&self.store, true)?;
+        self.core.maintenance_start(device, at_ms, length_ms, note, &mut out)?;
+        Ok(out.requests.unwrap_or_default())
+    }
+
+    /// Replay and tests: [`Pipeline::maintenance_end`], returning the requests queued.
+    pub fn maintenance_end_requests(
+        &mut self,
+        device: &str,
+        at_ms: i64,
+    ) -> Result<Vec<OutboxEntry>, MaintenanceError> {
+        let mut out = ToStore::new(&self.store, true)?;
+        self.core.maintenance_end(device, at_ms, &mut out)?;
+        Ok(out.requests.unwrap_or_default())
     }
 
     /// The device archive of the site (or of one device), as of `now_ms`.

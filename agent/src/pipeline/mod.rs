@@ -8,9 +8,11 @@
 pub mod builder;
 mod commit;
 mod schedule;
+mod windows;
 
 pub use commit::{Applied, Collect, Commit, Pipeline};
 pub use schedule::CompleteError;
+pub use windows::{MaintenanceError, SiteState};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use std::time::Duration;
 
 use jiff::SignedDuration;
 
+use crate::alarms::site::{OutageSettings, SiteEffect};
+use crate::alarms::window::WindowSettings;
 use crate::alarms::{AlarmSettings, DEVICE_OFFLINE, FaultMeta, Observation, Transition};
 use crate::config::Config;
 use crate::ingest::event_time::{event_time_ms, rfc3339_utc};
@@ -96,6 +100,14 @@ pub struct Counters {
     /// Store commits that wrote something (a group commit of messages, a slice of
     /// timers, a closure): the live agent syncs once after each.
     pub commits: u64,
+    /// Site outages opened (one `site_outage` ticket each).
+    pub site_outages: u64,
+    /// Devices in the site outage going on (0: none going on).
+    pub outage_devices: u64,
+    /// Devices under maintenance now (declared or an inspection in progress).
+    pub under_maintenance: u64,
+    /// Conditions that became active under maintenance (suppressed: no ticket then).
+    pub suppressed: u64,
 }
 
 /// One plugin as the status API shows it.
@@ -271,6 +283,15 @@ pub struct Core {
     max_call_bytes: usize,
     /// Device ids in inventory order (for the archive).
     inventory_order: Vec<String>,
+    /// Site outages and maintenance windows (maintenance.md section 8).
+    site_alarms: SiteState,
+    /// The site outage rule's numbers.
+    outage: OutageSettings,
+    /// The maintenance window rule's numbers and lists.
+    windows: WindowSettings,
+    /// [`Core::site_alarms`] as last handed to a batch: written again only when it
+    /// changed.
+    site_written: Vec<u8>,
 }
 
 /// Builds the site calendar and SLA table from config.
@@ -314,6 +335,28 @@ pub fn plugin_limits(config: &Config) -> Limits {
         call_deadline: Duration::from_millis(p.call_deadline.as_millis().max(1) as u64),
         max_failures: p.quarantine_failures.max(1),
         failure_window_ms: p.quarantine_window.as_millis() as i64,
+    }
+}
+
+/// The site outage rule's numbers from config.
+pub fn outage_settings(config: &Config) -> OutageSettings {
+    let o = &config.alarms.outage;
+    OutageSettings {
+        enabled: o.enabled,
+        window_ms: ms(o.window),
+        min_devices: o.min_devices,
+        min_percent: o.min_percent,
+        site_devices: u32::try_from(config.inventory.devices.len()).unwrap_or(u32::MAX),
+    }
+}
+
+/// The maintenance window rule's numbers and lists from config.
+pub fn window_settings(config: &Config) -> WindowSettings {
+    let m = &config.alarms.maintenance;
+    WindowSettings {
+        always_page: m.always_page.iter().cloned().collect(),
+        default_ms: ms(m.default_window),
+        max_ms: ms(m.max_window),
     }
 }
 
@@ -421,6 +464,12 @@ impl Core {
             max_event_bytes: config.ingest.max_event_bytes,
             max_call_bytes: config.plugins.max_call_bytes.max(1),
             inventory_order: config.inventory.devices.iter().map(|d| d.id.clone()).collect(),
+            site_alarms: SiteState::default(),
+            outage: outage_settings(config),
+            windows: window_settings(config),
+            // The empty state counts as written, so the first batches (before
+            // `restore_site`) never overwrite a stored one.
+            site_written: serde_json::to_vec(&SiteState::default()).unwrap_or_default(),
         };
         let ids: Vec<String> = p.devices.keys().cloned().collect();
         for id in ids {
@@ -439,6 +488,31 @@ impl Core {
     /// Counters so far.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Takes back the site-wide alarm state a store held ([`crate::store::Batch::site`]);
+    /// an unreadable one is logged and replaced by an empty state (an outage going on
+    /// then opens again if the devices are still offline).
+    pub fn restore_site(&mut self, bytes: &[u8]) {
+        match serde_json::from_slice::<SiteState>(bytes) {
+            Ok(state) => {
+                self.site_alarms = state;
+                self.site_written = bytes.to_vec();
+                let state = &self.site_alarms;
+                self.counters.site_outages = u64::from(state.outages.outages());
+                self.counters.outage_devices =
+                    state.outages.outage().map_or(0, |o| o.members.len() as u64);
+                self.counters.under_maintenance = state.windows.under_maintenance().count() as u64;
+            }
+            Err(e) => {
+                tracing::error!("the stored site alarm state is unreadable ({e}); starting afresh")
+            }
+        }
+    }
+
+    /// The site-wide alarm state (outages, maintenance windows).
+    pub fn site_alarms(&self) -> &SiteState {
+        &self.site_alarms
     }
 
     /// Each plugin's version, health and call counters.
@@ -523,10 +597,18 @@ impl Core {
             for id in due.by_ref().take(TIMER_SLICE) {
                 self.fire_device(&id, now, &mut batch);
             }
-            self.finish(std::mem::take(&mut batch), out)?;
             if due.peek().is_none() {
-                return Ok(());
+                // Every device due by now went offline (or not) first: only then is
+                // it known which held offline tickets no outage claims.
+                let records = &self.records;
+                let offline =
+                    |d: &str| records.get(d).is_some_and(|r| r.alarms.offline_since().is_some());
+                let released = self.site_alarms.outages.release(now, &offline, &self.outage);
+                self.apply_site(released, "", &[], &mut batch);
+                self.expire_windows(now, &mut batch);
+                return self.finish(batch, out);
             }
+            self.finish(std::mem::take(&mut batch), out)?;
         }
     }
 
@@ -552,6 +634,11 @@ impl Core {
             },
         };
         match subject {
+            TicketSubject::Fault { code, .. }
+                if device == self.site.site && code == crate::alarms::site::SITE_OUTAGE =>
+            {
+                batch.archive.push((device.to_owned(), closed));
+            }
             TicketSubject::Fault { code, episode } => {
                 let Some(rec) = self.records.get_mut(device) else { return Ok(false) };
                 if rec.open_tickets.get(code).is_none_or(|(id, _)| id != ticket_id) {
@@ -565,6 +652,10 @@ impl Core {
             }
             TicketSubject::Inspection { plan } => {
                 batch.archive.push((device.to_owned(), closed));
+                // A closed inspection is no longer in progress: its window ends.
+                let ended =
+                    self.site_alarms.windows.inspection(device, ticket_id, false, closed_ms);
+                self.apply_windows(device, ended, &mut batch);
                 self.complete(device, plan, closed_ms, Some(ticket_id), None, &mut batch);
             }
             TicketSubject::InspectionOverdue { .. } => {
@@ -605,6 +696,21 @@ impl Core {
 
     /// Adds the changed devices' records to `batch` and hands it to `out`.
     fn finish(&mut self, mut batch: Batch, out: &mut dyn Commit) -> Result<(), StoreError> {
+        let site = serde_json::to_vec(&self.site_alarms).map_err(|e| StoreError::Corrupt {
+            dir: String::new(),
+            tree: "meta",
+            key: "site_alarms".to_owned(),
+            reason: e.to_string(),
+        })?;
+        if site != self.site_written {
+            batch.site = Some(site.clone());
+            self.site_written = site;
+            let state = &self.site_alarms;
+            self.counters.site_outages = u64::from(state.outages.outages());
+            self.counters.outage_devices =
+                state.outages.outage().map_or(0, |o| o.members.len() as u64);
+            self.counters.under_maintenance = state.windows.under_maintenance().count() as u64;
+        }
         for id in std::mem::take(&mut self.dirty) {
             if let Some(rec) = self.records.get(&id) {
                 let state = self.states.get(&id).map(Vec::as_slice);
@@ -912,9 +1018,17 @@ impl Core {
             .iter()
             .map(|c| Observation { code: &c.code, active: c.active, severity: c.severity })
             .collect();
+        let was_offline = rec.alarms.offline_since().is_some();
         let transitions = rec.alarms.observe(ts, &observations, &ctx.meta(), &ctx.settings);
         mark(&mut self.dirty, id);
         self.emit(id, transitions, conditions, batch);
+        if was_offline && self.site_alarms.outages.is_member(id) {
+            let records = &self.records;
+            let offline =
+                |d: &str| records.get(d).is_some_and(|r| r.alarms.offline_since().is_some());
+            let effects = self.site_alarms.outages.device_online(ts, &offline, &self.outage);
+            self.apply_site(effects, id, &[], batch);
+        }
     }
 
     /// Takes the devices whose timer is due at `now` (alarm holds, escalations,
@@ -945,8 +1059,145 @@ impl Core {
         self.reschedule(id);
     }
 
-    /// Turns transitions into requests and reschedules the device's timers.
+    /// Turns a device's transitions into requests, through the site outage rule, and
+    /// reschedules the device's timers.
     fn emit(
+        &mut self,
+        id: &str,
+        transitions: Vec<Transition>,
+        conditions: &[Condition],
+        batch: &mut Batch,
+    ) {
+        if transitions.is_empty() {
+            self.reschedule(id);
+            return;
+        }
+        let mut held = Vec::new();
+        let transitions =
+            self.site_alarms.windows.filter(id, transitions, &self.windows, &mut held);
+        self.apply_windows(id, held, batch);
+        let records = &self.records;
+        let offline = |d: &str| records.get(d).is_some_and(|r| r.alarms.offline_since().is_some());
+        let effects = self.site_alarms.outages.transitions(id, transitions, &offline, &self.outage);
+        self.apply_site(effects, id, conditions, batch);
+        self.reschedule(id);
+    }
+
+    /// Carries out what the site outage rule decided. `conditions` are the plugin's
+    /// conditions of device `id`'s message (none for other devices).
+    fn apply_site(
+        &mut self,
+        effects: Vec<SiteEffect>,
+        id: &str,
+        conditions: &[Condition],
+        batch: &mut Batch,
+    ) {
+        let site = self.site.site.clone();
+        let archive = |batch: &mut Batch, device: &str, at_ms: i64, event: ArchiveEvent| {
+            batch.archive.push((device.to_owned(), ArchiveEntry { at_ms, event }));
+        };
+        for e in effects {
+            match e {
+                SiteEffect::Device { device, transition } => {
+                    let c = if device == id { conditions } else { &[] };
+                    self.emit_device(&device, vec![transition], c, batch);
+                }
+                SiteEffect::Discard { device, episode } => {
+                    if let Some(rec) = self.records.get_mut(&device) {
+                        rec.alarms.discard_episode(DEVICE_OFFLINE, episode);
+                        mark(&mut self.dirty, &device);
+                    }
+                    self.reschedule(&device);
+                }
+                SiteEffect::Reopen { device, episode, at } => {
+                    let Some(rec) = self.records.get(&device) else { continue };
+                    let severity = rec
+                        .alarms
+                        .open_episodes()
+                        .find(|(c, _)| *c == DEVICE_OFFLINE)
+                        .map_or(crate::alarms::DEVICE_OFFLINE_SEVERITY, |(_, e)| e.severity());
+                    let since = rec.alarms.offline_since().unwrap_or(at);
+                    let t = Transition::Opened {
+                        code: DEVICE_OFFLINE.to_owned(),
+                        episode,
+                        severity,
+                        at,
+                        closed_before: rec.alarms.closed_episodes(DEVICE_OFFLINE),
+                    };
+                    let tz = self.site.calendar.time_zone();
+                    let note = Condition {
+                        code: DEVICE_OFFLINE.into(),
+                        active: true,
+                        severity,
+                        summary: format!(
+                            "Still offline when the site outage ended (offline since {});                              it was covered by the site's outage ticket until then.",
+                            builder::wire_time(since, tz).as_str()
+                        ),
+                        evidence: vec![],
+                        diagnosis: None,
+                    };
+                    self.emit_device(&device, vec![t], std::slice::from_ref(&note), batch);
+                }
+                SiteEffect::OutageOpened { number, at, devices } => {
+                    let ticket_id = builder::outage_ticket_id(&site, number);
+                    batch.outbox.push(builder::outage_opened(
+                        &self.site,
+                        number,
+                        at,
+                        &devices,
+                        self.outage.site_devices,
+                        self.outage.window_ms,
+                    ));
+                    batch.tickets.push((
+                        ticket_id.clone(),
+                        Some(TicketRef {
+                            device: site.clone(),
+                            subject: TicketSubject::Fault {
+                                code: crate::alarms::site::SITE_OUTAGE.to_owned(),
+                                episode: number,
+                            },
+                            number: None,
+                            delivered: false,
+                        }),
+                    ));
+                    let names: Vec<String> = devices.iter().map(|(d, _)| d.clone()).collect();
+                    let opened = ArchiveEvent::SiteOutageOpened {
+                        ticket_id: ticket_id.clone(),
+                        devices: names,
+                    };
+                    archive(batch, &site, at, opened);
+                    for (d, since) in devices {
+                        let joined = ArchiveEvent::OutageJoined { ticket_id: ticket_id.clone() };
+                        archive(batch, &d, since, joined);
+                    }
+                }
+                SiteEffect::Joined { number, device, at } => {
+                    let ticket_id = builder::outage_ticket_id(&site, number);
+                    archive(batch, &device, at, ArchiveEvent::OutageJoined { ticket_id });
+                }
+                SiteEffect::OutageRecovered { number, started, at, devices, still_offline } => {
+                    let ticket_id = builder::outage_ticket_id(&site, number);
+                    batch.outbox.push(builder::outage_recovered(
+                        &self.site,
+                        number,
+                        at,
+                        devices.len(),
+                        &still_offline,
+                    ));
+                    let over = ArchiveEvent::SiteOutageRecovered {
+                        ticket_id,
+                        started_ms: started,
+                        devices,
+                        still_offline,
+                    };
+                    archive(batch, &site, at, over);
+                }
+            }
+        }
+    }
+
+    /// Turns one device's transitions into requests and reschedules its timers.
+    fn emit_device(
         &mut self,
         id: &str,
         transitions: Vec<Transition>,

@@ -476,6 +476,18 @@ impl Core {
                 warranty,
                 inspections,
                 history: history(inv)?,
+                maintenance: self
+                    .site_alarms
+                    .windows
+                    .get(inv)
+                    .filter(|_| self.site_alarms.windows.under(inv))
+                    .map(|w| crate::store::archive::MaintenanceNow {
+                        since_ms: w.since,
+                        until_ms: w.declared.as_ref().map(|d| d.until),
+                        inspections: w.inspections.iter().cloned().collect(),
+                        note: w.declared.as_ref().and_then(|d| d.note.clone()),
+                        suppressed: w.held.keys().cloned().collect(),
+                    }),
             });
         }
         Ok(SiteArchive {
@@ -483,6 +495,7 @@ impl Core {
             timezone: tz.iana_name().unwrap_or("UTC").to_owned(),
             generated_ms: now_ms,
             devices,
+            site_history: if device.is_none() { history(&self.site.site)? } else { Vec::new() },
         })
     }
 }

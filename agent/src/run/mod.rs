@@ -38,7 +38,7 @@ use crate::local::LocalCommand;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 use crate::tickets::backoff::Backoff;
-use crate::tickets::sync::TicketAcknowledged;
+use crate::tickets::sync::{InspectionProgress, TicketAcknowledged};
 use crate::tickets::{
     CentralClient, Dispatcher, DispatcherConfig, SyncConfig, TicketClosed, TicketSync,
 };
@@ -86,6 +86,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (closed_tx, closed_rx) = mpsc::channel::<TicketClosed>(CLOSED_CHANNEL);
     let (commands_tx, commands_rx) = mpsc::channel::<LocalCommand>(COMMAND_CHANNEL);
     let (acked_tx, acked_rx) = mpsc::channel::<TicketAcknowledged>(CLOSED_CHANNEL);
+    let (progress_tx, progress_rx) = mpsc::channel::<InspectionProgress>(CLOSED_CHANNEL);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Dispatcher and sync stop after the pipeline's last batch is committed.
     let (stop_tasks_tx, stop_tasks_rx) = watch::channel(false);
@@ -118,6 +119,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     closed: closed_rx,
                     commands: commands_rx,
                     acknowledged: acked_rx,
+                    progress: progress_rx,
                     stop,
                     notify,
                     snapshot,
@@ -163,7 +165,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         closed_tx,
         SyncConfig { interval: to_std(c.sync_interval), ..SyncConfig::default() },
     )
-    .with_acknowledged(acked_tx);
+    .with_acknowledged(acked_tx)
+    .with_progress(progress_tx);
 
     let settings = MqttSettings::from_config(&config, ready.subscription.clone());
     let (ingest, deliveries) = mqtt::connect(settings)

@@ -20,7 +20,7 @@ use crate::local::LocalCommand;
 use crate::pipeline::{Applied, Incoming, Pipeline};
 use crate::store::Durable;
 use crate::tickets::TicketClosed;
-use crate::tickets::sync::TicketAcknowledged;
+use crate::tickets::sync::{InspectionProgress, TicketAcknowledged};
 
 use super::{TICK, wall_ms};
 
@@ -67,6 +67,8 @@ pub(super) struct Worker<M> {
     pub(super) closed: mpsc::Receiver<TicketClosed>,
     pub(super) commands: mpsc::Receiver<LocalCommand>,
     pub(super) acknowledged: mpsc::Receiver<TicketAcknowledged>,
+    /// Inspection tickets going `in_progress` and leaving it (maintenance windows).
+    pub(super) progress: mpsc::Receiver<InspectionProgress>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) notify: Arc<Notify>,
     /// Counters and plugin health for the log line and the status API.
@@ -101,6 +103,16 @@ impl<M: Inbound> Worker<M> {
                         .pipeline
                         .ticket_acknowledged(&a.ticket_id, &a.device, seen)
                         .with_context(|| format!("recording that ticket {} was acknowledged", a.ticket_id))?;
+                    if let Some(applied) = applied {
+                        self.durable(applied)?;
+                    }
+                }
+                Some(p) = self.progress.recv() => {
+                    let seen = p.seen_at.as_millisecond();
+                    let applied = self
+                        .pipeline
+                        .inspection_in_progress(&p.device, &p.ticket_id, p.in_progress, seen)
+                        .with_context(|| format!("recording that inspection {} is in progress or not", p.ticket_id))?;
                     if let Some(applied) = applied {
                         self.durable(applied)?;
                     }
@@ -255,13 +267,17 @@ mod tests {
         store: Store,
         worker: Worker<Probe>,
         deliveries: mpsc::Sender<Probe>,
-        _others: (
-            mpsc::Sender<TicketClosed>,
-            mpsc::Sender<LocalCommand>,
-            mpsc::Sender<TicketAcknowledged>,
-            watch::Sender<bool>,
-        ),
+        _others: Others,
     }
+
+    /// The senders the bench keeps alive (the worker stops when they close).
+    type Others = (
+        mpsc::Sender<TicketClosed>,
+        mpsc::Sender<LocalCommand>,
+        mpsc::Sender<TicketAcknowledged>,
+        mpsc::Sender<InspectionProgress>,
+        watch::Sender<bool>,
+    );
 
     fn bench() -> Bench {
         let site = test_site("http://127.0.0.1:9", "mqtt://127.0.0.1:9", "").unwrap();
@@ -274,6 +290,7 @@ mod tests {
         let (closed, closed_rx) = mpsc::channel(1);
         let (commands, commands_rx) = mpsc::channel(1);
         let (acknowledged, acknowledged_rx) = mpsc::channel(1);
+        let (progress, progress_rx) = mpsc::channel(1);
         let (stop, stop_rx) = watch::channel(false);
         let worker = Worker {
             pipeline,
@@ -281,6 +298,7 @@ mod tests {
             closed: closed_rx,
             commands: commands_rx,
             acknowledged: acknowledged_rx,
+            progress: progress_rx,
             stop: stop_rx,
             notify: Arc::new(Notify::new()),
             snapshot: Arc::new(Mutex::new(PipelineSnapshot::default())),
@@ -292,7 +310,7 @@ mod tests {
             store,
             worker,
             deliveries,
-            _others: (closed, commands, acknowledged, stop),
+            _others: (closed, commands, acknowledged, progress, stop),
         }
     }
 

@@ -142,6 +142,58 @@ pub enum ArchiveEvent {
         /// Length of the downtime, ms.
         duration_ms: i64,
     },
+    /// The device went offline as part of a site outage: the site's ticket covers
+    /// it, and it gets no `device_offline` ticket of its own while the outage lasts.
+    OutageJoined {
+        /// The site's `site_outage` ticket.
+        ticket_id: String,
+    },
+    /// (The site's own archive, under the site id.) A site outage opened.
+    SiteOutageOpened {
+        /// The `site_outage` ticket.
+        ticket_id: String,
+        /// The devices that went offline together.
+        devices: Vec<String>,
+    },
+    /// (The site's own archive.) A site outage ended (`recovered` on its ticket).
+    SiteOutageRecovered {
+        /// The `site_outage` ticket.
+        ticket_id: String,
+        /// When it opened (ms).
+        started_ms: i64,
+        /// Every device that took part, the ones that joined included.
+        devices: Vec<String>,
+        /// The devices still offline when it ended (each got its own ticket).
+        still_offline: Vec<String>,
+    },
+    /// A maintenance window began: the device's faults are judged and recorded but
+    /// page nobody (maintenance.md section 8).
+    MaintenanceStarted {
+        /// `inspection` (an inspection ticket in progress at the central service) or
+        /// `declared` (`tend maintenance start`).
+        source: String,
+        /// The inspection ticket, for `inspection` windows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_id: Option<String>,
+        /// When a declared window ends by itself (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<i64>,
+        /// What site staff wrote.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A maintenance window ended.
+    MaintenanceEnded {
+        /// `inspection` or `declared`.
+        source: String,
+    },
+    /// A condition became active under maintenance: recorded, no ticket (yet).
+    Suppressed {
+        /// Fault code.
+        code: String,
+        /// Severity reported.
+        severity: u8,
+    },
 }
 
 /// The inventory facts of a device, as the archive shows them.
@@ -248,6 +300,28 @@ pub struct DeviceArchive {
     pub inspections: Vec<PlanStatus>,
     /// Everything that happened, oldest first.
     pub history: Vec<ArchiveEntry>,
+    /// The maintenance window the device is in now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceNow>,
+}
+
+/// A device's maintenance window now (maintenance.md section 8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceNow {
+    /// When it started (ms).
+    pub since_ms: i64,
+    /// When the declared window ends by itself (ms), if one is declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+    /// Inspection tickets in progress at the central service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inspections: Vec<String>,
+    /// The declared window's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Fault codes active and suppressed now (their tickets open when it ends).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
 }
 
 /// The archive of a whole site, as of `generated_ms`.
@@ -261,4 +335,7 @@ pub struct SiteArchive {
     pub generated_ms: i64,
     /// The devices, in inventory order.
     pub devices: Vec<DeviceArchive>,
+    /// The site's own history (site outages), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub site_history: Vec<ArchiveEntry>,
 }

@@ -10,7 +10,8 @@
 //! - `tickets`: ticket id -> [`TicketRef`] (tickets the agent holds open, for the sync).
 //! - `archive`: device id, 0, big-endian sequence -> [`ArchiveEntry`]: append-only,
 //!   oldest first per device.
-//! - `meta`: the store's format ([`STORE_FORMAT`]) and the next sequence number.
+//! - `meta`: the store's format ([`STORE_FORMAT`]), the next sequence number and the
+//!   site-wide alarm state ([`Batch::site`]: outages, maintenance windows).
 //!
 //! # Durability
 //! [`Store::commit`] writes a [`Batch`] (devices, outbox, tickets, archive and the
@@ -200,6 +201,9 @@ pub struct Batch {
     pub tickets: Vec<(String, Option<TicketRef>)>,
     /// Archive entries by device, in order.
     pub archive: Vec<(String, ArchiveEntry)>,
+    /// The site-wide alarm state (outages, maintenance windows) when it changed: the
+    /// pipeline's encoding, kept in `meta`.
+    pub site: Option<Vec<u8>>,
 }
 
 impl Batch {
@@ -209,6 +213,7 @@ impl Batch {
             && self.outbox.is_empty()
             && self.tickets.is_empty()
             && self.archive.is_empty()
+            && self.site.is_none()
     }
 }
 
@@ -255,6 +260,7 @@ fn archive_key(device: &str, seq: u64) -> Vec<u8> {
 
 const META_FORMAT: &str = "format";
 const META_SEQ: &str = "seq";
+const META_SITE: &str = "site_alarms";
 
 /// A readable message for an engine error: the OS's reason once, not Debug output.
 fn engine_message(e: &fjall::Error) -> String {
@@ -407,6 +413,12 @@ impl Store {
         Ok(out)
     }
 
+    /// The site-wide alarm state last committed ([`Batch::site`]), if any.
+    pub fn site_alarms(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let v = self.meta.get(META_SITE).map_err(|e| self.engine("reading", e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
     /// Writes a batch atomically, not yet durable: the receipt's [`Store::sync`] makes
     /// it so. Outbox entries get increasing sequence numbers in batch order. An empty
     /// batch writes nothing and still gives a receipt.
@@ -445,6 +457,9 @@ impl Store {
                 .map_err(|e| self.corrupt("archive", device.as_bytes(), e))?;
             b.insert(&self.archive, archive_key(device, next), bytes);
             next += 1;
+        }
+        if let Some(site) = &batch.site {
+            b.insert(&self.meta, META_SITE, site.as_slice());
         }
         if next != *seq {
             b.insert(&self.meta, META_SEQ, next.to_be_bytes());

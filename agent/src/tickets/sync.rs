@@ -9,6 +9,11 @@
 //! inspection schedule from `closed_at`) and removes the ticket from the store. The
 //! sync itself never writes to the store.
 //!
+//! An inspection ticket seen `in_progress` (the technician is on site), and later
+//! seen no longer so, becomes an [`InspectionProgress`] on its own channel: the
+//! pipeline keeps the device under maintenance meanwhile (maintenance.md section 8).
+//! Reported when it changes, best effort (a full channel is tried again next round).
+//!
 //! Only `closed` ends an episode, not `resolved`: `resolved` means the service
 //! believes the work is done and a person has still to confirm it. Until then the
 //! ticket stays the episode's ticket, so a condition that comes back is reported
@@ -24,7 +29,7 @@
 //! refused token ends the round; the next one starts after `interval` plus an
 //! exponential, jittered extra delay (at least the server's `Retry-After`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::time::Duration;
@@ -62,6 +67,19 @@ pub struct TicketAcknowledged {
     pub ticket_id: String,
     /// The device it concerns.
     pub device: String,
+    /// When the sync saw it.
+    pub seen_at: jiff::Timestamp,
+}
+
+/// An inspection ticket went `in_progress` at the central service, or left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectionProgress {
+    /// The agent's ticket id.
+    pub ticket_id: String,
+    /// The device it concerns.
+    pub device: String,
+    /// Whether it is `in_progress` now.
+    pub in_progress: bool,
     /// When the sync saw it.
     pub seen_at: jiff::Timestamp,
 }
@@ -110,6 +128,10 @@ pub struct TicketSync {
     acknowledged: Option<mpsc::Sender<TicketAcknowledged>>,
     /// Tickets reported acknowledged in this run.
     acked: HashSet<String>,
+    /// Where inspection tickets' `in_progress` changes go, if anywhere.
+    progress: Option<mpsc::Sender<InspectionProgress>>,
+    /// The `in_progress` state last reported per inspection ticket in this run.
+    progress_sent: HashMap<String, bool>,
     /// Pacing.
     config: SyncConfig,
     /// Tickets reported closed in this run (not reported again).
@@ -138,6 +160,8 @@ impl TicketSync {
             closed,
             acknowledged: None,
             acked: HashSet::new(),
+            progress: None,
+            progress_sent: HashMap::new(),
             config,
             reported: HashSet::new(),
             refused: HashSet::new(),
@@ -149,6 +173,12 @@ impl TicketSync {
     /// Also reports tickets first seen acknowledged (or further along) on `tx`.
     pub fn with_acknowledged(mut self, tx: mpsc::Sender<TicketAcknowledged>) -> Self {
         self.acknowledged = Some(tx);
+        self
+    }
+
+    /// Also reports inspection tickets going `in_progress` and leaving it on `tx`.
+    pub fn with_progress(mut self, tx: mpsc::Sender<InspectionProgress>) -> Self {
+        self.progress = Some(tx);
         self
     }
 
@@ -198,6 +228,7 @@ impl TicketSync {
         // Forget tickets the pipeline has removed.
         self.reported.retain(|id| tickets.contains_key(id));
         self.acked.retain(|id| tickets.contains_key(id));
+        self.progress_sent.retain(|id, _| tickets.contains_key(id));
         self.refused.retain(|id| tickets.contains_key(id));
         for (ticket_id, held) in tickets {
             // Not delivered yet: the central service does not know it.
@@ -254,6 +285,20 @@ impl TicketSync {
             self.unauthorized = false;
             if self.refused.remove(&ticket_id) {
                 tracing::info!(%ticket_id, %number, "the central service shows this ticket again");
+            }
+            if let (Some(tx), TicketSubject::Inspection { .. }) = (&self.progress, &held.subject) {
+                let now = status.status == Status::InProgress;
+                if self.progress_sent.get(&ticket_id) != Some(&now) {
+                    let p = InspectionProgress {
+                        ticket_id: ticket_id.clone(),
+                        device: held.device.clone(),
+                        in_progress: now,
+                        seen_at: jiff::Timestamp::now(),
+                    };
+                    if tx.try_send(p).is_ok() {
+                        self.progress_sent.insert(ticket_id.clone(), now);
+                    }
+                }
             }
             if status.status != Status::Closed {
                 if status.status != Status::Open
