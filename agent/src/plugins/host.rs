@@ -88,6 +88,10 @@ impl WasmPlugin {
         limits: Limits,
     ) -> Result<Self, LoadError> {
         let inst_err = |reason: String| LoadError::Instantiate { path: path.to_owned(), reason };
+        let refused = super::sandbox::refused_imports(engine, component);
+        if !refused.is_empty() {
+            return Err(LoadError::Capabilities { path: path.to_owned(), imports: refused });
+        }
         let mut linker = Linker::<HostState>::new(engine);
         super::sandbox::link(&mut linker).map_err(|e| inst_err(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(component).map_err(|e| inst_err(format!("{e:#}")))?;
