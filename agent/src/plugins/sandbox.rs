@@ -24,6 +24,9 @@ pub struct Limits {
     pub max_failures: u32,
     /// The window for `max_failures`, in the pipeline's clock (event time in replay).
     pub failure_window_ms: i64,
+    /// Plugin state the plugin may hold across all its devices, in bytes (each
+    /// device's state is also capped at [`MAX_STATE`](super::contract::MAX_STATE)).
+    pub state_budget_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +39,9 @@ impl Default for Limits {
             call_deadline: Duration::from_millis(250),
             max_failures: 3,
             failure_window_ms: 10 * 60 * 1000,
+            // Rules keep a few hundred bytes per device: 64 MiB is 10,000 devices at
+            // 6 KiB each, and stops a plugin whose state only grows.
+            state_budget_bytes: 64 << 20,
         }
     }
 }
