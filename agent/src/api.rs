@@ -366,6 +366,12 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
         "Requests refused for good",
         st.dispatcher.dead_lettered,
     );
+    counter(
+        &mut r,
+        "requests_cut_to_fit",
+        "Requests refused as too large (413) and sent again cut",
+        st.dispatcher.cut_to_fit,
+    );
     counter(&mut r, "mqtt_connects", "Broker connections", st.mqtt.connects);
     counter(&mut r, "mqtt_acks", "PUBACKs sent", st.mqtt.acks_sent);
     gauge(&mut r, "mqtt_ready", "Connected and subscribed", i64::from(st.mqtt_ready));
@@ -373,11 +379,18 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     gauge(&mut r, "open_tickets", "Tickets held open", st.open_tickets as i64);
     gauge(&mut r, "uptime_seconds", "Seconds since start", st.uptime_s as i64);
     let quarantined = Family::<Vec<(String, String)>, Gauge>::default();
+    let state_bytes = Family::<Vec<(String, String)>, Gauge>::default();
     for pl in &st.plugins {
         let labels = vec![("equipment_type".to_owned(), pl.equipment_type.clone())];
         quarantined.get_or_create(&labels).set(i64::from(pl.quarantined));
+        state_bytes.get_or_create(&labels).set(i64::try_from(pl.state_bytes).unwrap_or(i64::MAX));
     }
     r.register("plugin_quarantined", "1 when the plugin is quarantined", quarantined);
+    r.register(
+        "plugin_state_bytes",
+        "Plugin state held across the plugin's devices (budget: plugins.state_budget_mib)",
+        state_bytes,
+    );
     let mut body = String::new();
     if encode(&mut body, &r).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response();

@@ -508,3 +508,55 @@ fn plugin_test_command_survives_a_bad_plugin_and_says_what_failed() {
         String::from_utf8_lossy(&wrong_type.stderr).contains("serves equipment type `misbehaving`")
     );
 }
+
+/// Issue 15, finding 8: plugin state was capped per device (1 MiB) with no total, so
+/// a plugin whose state only grows held 1 MiB for every device of its type. A call
+/// whose state would take the plugin's total beyond `plugins.state_budget_mib` now
+/// fails like a trap (the device is suspended after repeated failures, the plugin
+/// quarantined when it happens across devices); stored states count from the start,
+/// and a state that does not grow is always accepted.
+#[test]
+fn a_plugin_hoarding_state_across_devices_is_held_to_its_budget() {
+    let budget = 200 << 10;
+    let limits = Limits {
+        state_budget_bytes: budget,
+        max_failures: 3,
+        failure_window_ms: 60_000,
+        ..Limits::default()
+    };
+    let mut p = misbehaving(limits);
+    let hoarder = |n: u32| Device { id: format!("hoarder-{n}"), ..device("hoard") };
+    // Three messages: 192 KiB of state, within the budget.
+    let mut state = None;
+    for now in 0..3 {
+        let b = p.evaluate_batch(&hoarder(1), &[reading(1.0, now)], state.as_deref(), now);
+        state = Some(b.unwrap().state);
+    }
+    let held = p.state_bytes();
+    assert!(held > 3 * (64 << 10) && held <= budget, "{held}");
+    // The fourth would pass it.
+    let err = p.evaluate_batch(&hoarder(1), &[reading(1.0, 3)], state.as_deref(), 3).unwrap_err();
+    assert!(err.is_failure(), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("plugins.state_budget_mib") && text.contains("hoarder-1"), "{text}");
+    assert_eq!(p.state_bytes(), held, "a refused state is not held");
+    // A device whose state does not grow is still served.
+    good_call_works(&mut p);
+    // Other devices that grow their state fail too; across devices the plugin is
+    // quarantined.
+    for n in 2..=3 {
+        let e = p.evaluate_batch(&hoarder(n), &[reading(1.0, 4)], None, 4).unwrap_err();
+        assert!(e.is_failure(), "{e:?}");
+    }
+    assert!(p.is_quarantined(), "a plugin hoarding on three devices must be quarantined");
+
+    // After a restart, the devices' stored states count from the first call.
+    let mut p = misbehaving(limits);
+    p.hold_state("hoarder-1", held);
+    let e = p.evaluate_batch(&hoarder(2), &[reading(1.0, 0)], None, 0).unwrap_err();
+    assert!(e.to_string().contains("plugins.state_budget_mib"), "{e}");
+    // The stored device itself may go on with a state that does not grow.
+    let b =
+        p.evaluate_batch(&device("none"), &[reading(1.0, 1)], Some(br#"{"count":1}"#), 1).unwrap();
+    assert!(b.state.len() < 32);
+}

@@ -419,3 +419,138 @@ fn bench_python_vs_rust_door_controller() {
 fn best_of(runs: usize, mut f: impl FnMut() -> std::time::Duration) -> std::time::Duration {
     (0..runs).map(|_| f()).min().unwrap()
 }
+
+/// A Python plugin built without `--stub-wasi` imports Python's WASI interfaces
+/// (files, sockets, ...). The host refuses it at load, naming what it imports and
+/// the flag that builds it right, and `tend plugin describe` says the same.
+#[test]
+fn a_python_plugin_built_without_stub_wasi_is_refused_naming_its_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("door-controller-nostub.wasm");
+    let root = Path::new(built::REPO_ROOT);
+    let status = Command::new(root.join("plugins/sdk-python/tend-py"))
+        .arg("component")
+        .arg(root.join("plugins/door-controller-py"))
+        .arg("-o")
+        .arg(&wasm)
+        .arg("--no-stub-wasi")
+        .status()
+        .unwrap();
+    assert!(status.success(), "tend-py component --no-stub-wasi failed: {status}");
+    let cache = root.join("target").join("test-plugin-cache");
+    let engine = PluginEngine::new(Some(cache)).unwrap();
+    let src = PluginSource { path: wasm.clone(), sha256: None };
+    let err = match set::load_one(&engine, &src, Limits::default()) {
+        Ok(_) => panic!("a plugin importing wasi:filesystem was loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("wasi:filesystem/"), "{err}");
+    assert!(err.contains("--stub-wasi"), "{err}");
+    assert!(err.contains(&wasm.display().to_string()), "{err}");
+    // What a vendor sees from the command line.
+    let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["plugin", "describe"])
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wasi:filesystem/") && stderr.contains("--stub-wasi"), "{stderr}");
+    // The same plugin built right loads.
+    python();
+}
+
+/// Every door-controller fixture trace on a door of its own, as (topic, payload).
+fn door_fleet() -> (Vec<(String, Vec<u8>)>, String) {
+    let mut messages = Vec::new();
+    let mut devices = String::new();
+    for (i, trace) in fixtures().iter().enumerate() {
+        let device = format!("door-{}", i + 1);
+        if i > 0 {
+            devices.push_str(&format!(
+                "\n[[device]]\nid = \"{device}\"\ntype = \"door-controller\"\nmodel = \"M\"\n\
+                 serial = \"d{i}\"\nlocation = \"Door {i}\"\ncommissioned = \"2026-01-01\"\n"
+            ));
+        }
+        let text = std::fs::read_to_string(trace).unwrap();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let l: tend_agent::trace::TraceLine = serde_json::from_str(l).unwrap();
+            let topic = l.topic.replacen("/door-1/", &format!("/{device}/"), 1);
+            messages.push((topic, l.payload_bytes()));
+        }
+    }
+    (messages, devices)
+}
+
+/// `tend run` against a real broker and central service with the door controllers
+/// served by `plugin`: the tickets the central service holds once every published
+/// message is processed and every request delivered, as comparable JSON (what the
+/// agent sent: ticket, events with their keys, status; not the service's numbers or
+/// receive times).
+async fn live_door_tickets(plugin: &str) -> Vec<serde_json::Value> {
+    use super::harness::{Central, Site, WAIT, publish, status, terminate};
+    use std::time::{Duration, Instant};
+    let mosquitto = tend_tests::mosquitto::Mosquitto::start();
+    let central = Central::start_temp().await.unwrap();
+    let (messages, devices) = door_fleet();
+    let site = Site::with(mosquitto.port, &central.url, "", &devices);
+    let door = tend_agent::config::Config::load(&site.config())
+        .unwrap()
+        .plugins
+        .dir
+        .join("door-controller.wasm");
+    std::fs::copy(plugin, &door).unwrap();
+    let mut agent = site.start_agent(1);
+    site.wait_subscribed().await;
+    let api = site.api_url();
+    publish(mosquitto.port, "doors", &messages).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = status(&api).await;
+        if s["pipeline"]["messages"] == messages.len() && s["outbox"] == 0 {
+            assert!(
+                s["plugins"].as_array().unwrap().iter().all(|p| p["quarantined"] == false),
+                "{s:#}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "agent never caught up: {s:#}\n{}", site.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    terminate(&mut agent);
+    let mut tickets: Vec<serde_json::Value> = central
+        .tickets()
+        .await
+        .into_iter()
+        .map(|t| {
+            let events: Vec<serde_json::Value> = t
+                .events
+                .iter()
+                .map(|e| serde_json::json!({"key": e.idempotency_key, "event": e.event}))
+                .collect();
+            serde_json::json!({
+                "key": t.idempotency_key,
+                "status": t.status,
+                "ticket": t.ticket,
+                "events": events,
+            })
+        })
+        .collect();
+    tickets.sort_by_key(|t| t["ticket"]["ticket_id"].as_str().unwrap_or_default().to_owned());
+    tickets
+}
+
+/// `tend run` serving the doors with the Python plugin gets the same tickets, events
+/// and descriptions at the central service as with the Rust plugin, for the same
+/// traffic published to a real broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tend_run_with_the_python_door_plugin_sends_the_rust_plugins_tickets() {
+    let rust = live_door_tickets(built::DOOR_CONTROLLER).await;
+    let python = live_door_tickets(built::DOOR_CONTROLLER_PY).await;
+    // Every fault trace opens a ticket (normal.jsonl opens none).
+    assert!(rust.len() >= fixtures().len() - 1, "{rust:#?}");
+    for (r, p) in rust.iter().zip(&python) {
+        assert_eq!(p, r, "the Python plugin's ticket differs from the Rust plugin's");
+    }
+    assert_eq!(python.len(), rust.len());
+}

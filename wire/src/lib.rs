@@ -7,7 +7,9 @@
 //!   `tend replay` prints them).
 //! - [`outbox`]: one request for the central service as the agent queues it, with
 //!   its idempotency key.
+//! - [`fit`]: a request cut down for a service that refused it as too large.
 
+pub mod fit;
 pub mod model;
 pub mod outbox;
 pub mod route;

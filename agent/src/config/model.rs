@@ -238,6 +238,8 @@ pub struct Plugins {
     pub quarantine_window: SignedDuration,
     /// Most payload bytes handed to a plugin in one call.
     pub max_call_bytes: usize,
+    /// Plugin state one plugin may hold across its devices, MiB.
+    pub state_budget_mib: u32,
     /// Refuse plugin files without a pin.
     pub only_pinned: bool,
     /// Expected digests of plugin files.

@@ -336,6 +336,8 @@ pub(crate) struct RawPlugins {
     /// split into calls of at most this much (a single larger message goes alone).
     /// Default: 1 MiB, or a quarter of `memory_mib` if less.
     pub max_call_bytes: Option<u32>,
+    /// Plugin state one plugin may hold across all its devices, MiB.
+    pub state_budget_mib: u32,
     /// Refuse any plugin file that has no `[[plugins.pin]]`.
     pub only_pinned: bool,
     /// Pinned plugin files: `{ path, sha256 }`, path relative to `dir`.
@@ -352,6 +354,7 @@ impl Default for RawPlugins {
             quarantine_failures: default_quarantine_failures(),
             quarantine_window: default_quarantine_window(),
             max_call_bytes: None,
+            state_budget_mib: default_state_budget_mib(),
             only_pinned: false,
             pin: Vec::new(),
         }
@@ -360,6 +363,12 @@ impl Default for RawPlugins {
 
 fn default_plugins_dir() -> String {
     "plugins".to_owned()
+}
+
+/// Rules keep a few hundred bytes per device: 64 MiB is 10,000 devices at 6 KiB each
+/// (same default as `plugins::Limits`).
+fn default_state_budget_mib() -> u32 {
+    64
 }
 
 fn default_memory_mib() -> u32 {

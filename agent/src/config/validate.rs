@@ -524,6 +524,9 @@ fn plugins(p: RawPlugins, r: &mut Reporter<'_>, dir: &Path, data_dir: &Path) -> 
         r.push("plugins.quarantine_failures", "must be at least 1");
     }
     let quarantine_window = positive(r, "plugins.quarantine_window", p.quarantine_window);
+    if !(1..=65_536).contains(&p.state_budget_mib) {
+        r.push("plugins.state_budget_mib", "must be 1 ..= 65536");
+    }
     // A quarter of the instance: the plugin decodes what it is handed, beside its code
     // and state.
     let call_max = (u64::from(p.memory_mib) << 20) / 4;
@@ -592,6 +595,7 @@ fn plugins(p: RawPlugins, r: &mut Reporter<'_>, dir: &Path, data_dir: &Path) -> 
         quarantine_failures: p.quarantine_failures,
         quarantine_window,
         max_call_bytes: usize::try_from(max_call_bytes).unwrap_or(usize::MAX),
+        state_budget_mib: p.state_budget_mib,
         only_pinned: p.only_pinned,
         pins,
     }

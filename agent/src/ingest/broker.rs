@@ -9,7 +9,10 @@
 //! a restart of the agent's process.
 //!
 //! rumqttd has no shutdown: the broker runs in background threads until the process
-//! exits.
+//! exits. Nor does it recover from a panic in its router (rumqttd 0.20 panics in its
+//! will handling when a client id reconnects at the wrong moment, poisoning a lock
+//! and leaving the listener dead): [`EmbeddedBroker::answers`] lets the agent watch
+//! it and exit for its service manager to restart it rather than run deaf.
 //!
 //! # Who may connect
 //! Without logins anyone who can reach the listen address can publish (fake
@@ -86,6 +89,8 @@ pub struct EmbeddedBroker {
     v4: SocketAddr,
     v5: Option<SocketAddr>,
     thread: JoinHandle<()>,
+    /// The login probes use (the first of `broker.password_file`).
+    login: Option<(String, Secret)>,
 }
 
 impl EmbeddedBroker {
@@ -113,7 +118,23 @@ impl EmbeddedBroker {
     pub fn is_running(&self) -> bool {
         !self.thread.is_finished()
     }
+
+    /// Whether the broker still answers an MQTT CONNECT with a CONNACK (blocking,
+    /// at most a few seconds). Each probe uses a client id of its own, so probing
+    /// never takes over a session.
+    pub fn answers(&self) -> Result<(), std::io::Error> {
+        if !self.is_running() {
+            return Err(std::io::Error::other("its thread has ended"));
+        }
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("tend-broker-watch-{}-{n}", std::process::id());
+        let login = self.login.as_ref().map(|(u, p)| (u, p));
+        probe(dialable(self.v4), false, login, &id)
+    }
 }
+
+/// Probes made so far (their client ids differ).
+static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Starts rumqttd with an MQTT 3.1.1 listener on `listen` (port 0: any free port),
 /// open to anyone, and waits until it answers an MQTT CONNECT. `listen` must be a
@@ -167,7 +188,8 @@ fn start(
             }
         })
         .map_err(BrokerError::Thread)?;
-    let broker = EmbeddedBroker { v4, v5, thread };
+    let broker =
+        EmbeddedBroker { v4, v5, thread, login: login.map(|(u, p)| (u.clone(), p.clone())) };
     wait_answering(&broker, v4, false, login)?;
     if let Some(v5) = v5 {
         wait_answering(&broker, v5, true, login)?;
@@ -253,7 +275,7 @@ fn wait_answering(
     let deadline = Instant::now() + START_TIMEOUT;
     let target = dialable(addr);
     loop {
-        let error = match probe(target, v5, login) {
+        let error = match probe(target, v5, login, "tend-broker-probe") {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
@@ -271,12 +293,17 @@ fn wait_answering(
     }
 }
 
-fn probe(addr: SocketAddr, v5: bool, login: Option<(&String, &Secret)>) -> std::io::Result<()> {
+fn probe(
+    addr: SocketAddr,
+    v5: bool,
+    login: Option<(&String, &Secret)>,
+    client_id: &str,
+) -> std::io::Result<()> {
     let timeout = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(&connect_packet(v5, login)?)?;
+    stream.write_all(&connect_packet(v5, login, client_id)?)?;
     // CONNACK: type 2, then flags and the return (v5: reason) code.
     let mut header = [0u8; 2];
     stream.read_exact(&mut header)?;
@@ -293,8 +320,11 @@ fn probe(addr: SocketAddr, v5: bool, login: Option<(&String, &Secret)>) -> std::
 /// An MQTT CONNECT: "MQTT", level 4 or 5, clean session (plus user name and password
 /// with a login), keep-alive 10 s, (v5: no properties), then the client id and the
 /// login.
-fn connect_packet(v5: bool, login: Option<(&String, &Secret)>) -> std::io::Result<Vec<u8>> {
-    const CLIENT_ID: &str = "tend-broker-probe";
+fn connect_packet(
+    v5: bool,
+    login: Option<(&String, &Secret)>,
+    client_id: &str,
+) -> std::io::Result<Vec<u8>> {
     let flags = if login.is_some() { 0xc2 } else { 0x02 };
     let mut body =
         vec![0x00, 0x04, b'M', b'Q', b'T', b'T', if v5 { 5 } else { 4 }, flags, 0x00, 10];
@@ -308,7 +338,7 @@ fn connect_packet(v5: bool, login: Option<(&String, &Secret)>) -> std::io::Resul
         body.extend_from_slice(s.as_bytes());
         Ok(())
     };
-    field(CLIENT_ID)?;
+    field(client_id)?;
     if let Some((user, password)) = login {
         field(user)?;
         field(password.expose())?;
@@ -374,16 +404,22 @@ mod tests {
         let addr = b.addr();
         let (user, right) = ("agent".to_owned(), Secret::new("S3cret"));
         let wrong = Secret::new("guess");
-        assert!(probe(addr, false, Some((&user, &right))).is_ok());
-        assert!(probe(addr, false, None).is_err());
-        assert!(probe(addr, false, Some((&user, &wrong))).is_err());
+        assert!(probe(addr, false, Some((&user, &right)), "t").is_ok());
+        assert!(probe(addr, false, None, "t").is_err());
+        assert!(probe(addr, false, Some((&user, &wrong)), "t").is_err());
+        // The watchdog's check logs in with the configured login, each time under a
+        // client id of its own.
+        for _ in 0..3 {
+            assert!(b.answers().is_ok());
+        }
     }
 
     #[test]
     fn connect_packets_encode_long_logins() {
         let user = "u".repeat(200);
         let password = Secret::new("p".repeat(300));
-        let packet = connect_packet(false, Some((&user, &password))).unwrap_or_default();
+        let packet = connect_packet(false, Some((&user, &password)), "tend-broker-probe")
+            .unwrap_or_default();
         // 10 header bytes, 3 fields with 2-byte lengths: 10 + 19 + 202 + 302 = 533.
         assert_eq!(&packet[..3], &[0x10, 0x80 | (533 % 128) as u8, (533 / 128) as u8]);
         assert_eq!(packet.len(), 3 + 533);

@@ -17,8 +17,8 @@
 //!   completion date, the meter from its reading at completion.
 //! - First start: the agent has no record of inspections before it was installed.
 //!   It assumes past ones were done on schedule: the calendar anchor moves forward
-//!   by whole periods to the current cycle (the first due date not before the day
-//!   the schedule starts), and an `every` meter counts from the last whole multiple
+//!   by whole periods to the current cycle (the first due moment, at the close of its
+//!   working day, not before the schedule starts), and an `every` meter counts from the last whole multiple
 //!   of `x` below its first reading. A `reaches` meter already past its threshold
 //!   fires at once: the part needs replacing whatever the history.
 //! - Past its due time, an open inspection is overdue: reported once.
@@ -225,9 +225,11 @@ impl Scheduling<'_> {
     ) -> Result<PlanState, ScheduleError> {
         let mut anchor = commissioned;
         if let Some(every) = plan.every {
-            let today = self.local_date(now_ms)?;
-            // Bounded: a period is at least a day, and dates end in year 9999.
-            while every.after(anchor).map_err(range)? < today {
+            // The due moment, not the due date: an inspection due today whose
+            // working hours are over (or due on a weekend, moved to the Friday
+            // before) is past, and assumed done like the earlier ones. Bounded: a
+            // period is at least a day, and dates end in year 9999.
+            while self.due(anchor, every)? < now_ms {
                 anchor = every.after(anchor).map_err(range)?;
             }
         }

@@ -129,6 +129,8 @@ pub struct PluginReport {
     pub failures: u64,
     /// Instances built.
     pub instantiations: u64,
+    /// Plugin state held across its devices, bytes.
+    pub state_bytes: usize,
 }
 
 /// A problem building the pipeline from config.
@@ -335,6 +337,7 @@ pub fn plugin_limits(config: &Config) -> Limits {
         call_deadline: Duration::from_millis(p.call_deadline.as_millis().max(1) as u64),
         max_failures: p.quarantine_failures.max(1),
         failure_window_ms: p.quarantine_window.as_millis() as i64,
+        state_budget_bytes: (p.state_budget_mib as usize) << 20,
     }
 }
 
@@ -371,7 +374,7 @@ impl Core {
     /// (and, in replay, when the clock starts).
     pub fn new(
         config: &Config,
-        plugins: PluginSet,
+        mut plugins: PluginSet,
         stored: BTreeMap<String, DeviceEntry>,
         start_ms: i64,
         clock: Clock,
@@ -435,6 +438,12 @@ impl Core {
                 states.insert(id.clone(), state);
             }
             records.insert(id, Box::new(entry.record));
+        }
+        for (id, state) in &states {
+            let ty = devices.get(id).map(|d| d.inventory.equipment_type.as_str());
+            if let Some(plugin) = ty.and_then(|ty| plugins.get_mut(ty)) {
+                plugin.hold_state(id, state.len());
+            }
         }
         for id in devices.keys() {
             records.entry(id.clone()).or_insert_with(|| Box::new(DeviceRecord::new(start_ms)));
@@ -530,6 +539,7 @@ impl Core {
                     messages: s.messages,
                     failures: s.failures,
                     instantiations: s.instantiations,
+                    state_bytes: p.state_bytes(),
                 }
             })
             .collect()

@@ -14,8 +14,9 @@ pub const MAX_EVIDENCE: usize = 32;
 pub const MAX_NAME: usize = 128;
 /// Most suggested parts kept per diagnosis.
 pub const MAX_PARTS: usize = 16;
-/// Ends every text the host cut.
-pub const CUT: &str = " [cut]";
+/// Ends every text the host cut (the same marker as requests cut to fit the central
+/// service).
+pub use tend_wire::fit::CUT;
 /// Largest per-device state a plugin may return.
 pub const MAX_STATE: usize = 1 << 20;
 

@@ -48,6 +48,21 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
+    /// The component imports WASI capabilities plugins are not granted (files,
+    /// sockets, ...): typically a Python plugin built without `--stub-wasi`.
+    #[error(
+        "plugin {} imports {}, which tend does not grant: plugins get no files, network or environment. \
+         Build it without those imports (Python: `tend-py component`, or `componentize-py ... componentize --stub-wasi`; \
+         Rust: do not use std::fs or std::net)",
+        path.display(),
+        imports.join(", ")
+    )]
+    Capabilities {
+        /// The plugin file.
+        path: PathBuf,
+        /// The refused imports, by full interface name.
+        imports: Vec<String>,
+    },
     /// `describe` returned something the host cannot use.
     #[error("plugin {} describes itself wrongly: {}", path.display(), problems.join("; "))]
     Describe {

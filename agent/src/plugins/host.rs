@@ -33,6 +33,29 @@ impl Evaluate for WasmPlugin {
     }
 }
 
+/// The plugin state a plugin holds, per device and in total, against
+/// [`Limits::state_budget_bytes`].
+#[derive(Debug, Default)]
+struct StateHeld {
+    per_device: HashMap<String, usize>,
+    total: usize,
+}
+
+impl StateHeld {
+    fn hold(&mut self, device: &str, bytes: usize) {
+        let old = self.per_device.insert(device.to_owned(), bytes).unwrap_or(0);
+        self.total = self.total - old + bytes;
+    }
+
+    /// The total if `device` held `bytes` (its last known state otherwise `current`).
+    fn total_with(&self, device: &str, current: usize, bytes: usize) -> usize {
+        let old = self.per_device.get(device).copied().unwrap_or(current);
+        // A device not seen since start is not in `total` yet.
+        let counted = if self.per_device.contains_key(device) { old } else { 0 };
+        self.total - counted + bytes
+    }
+}
+
 /// Counters for status and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PluginStats {
@@ -76,6 +99,7 @@ pub struct WasmPlugin {
     suspended: HashMap<String, i64>,
     quarantined: bool,
     stats: PluginStats,
+    state_held: StateHeld,
 }
 
 impl WasmPlugin {
@@ -88,6 +112,10 @@ impl WasmPlugin {
         limits: Limits,
     ) -> Result<Self, LoadError> {
         let inst_err = |reason: String| LoadError::Instantiate { path: path.to_owned(), reason };
+        let refused = super::sandbox::refused_imports(engine, component);
+        if !refused.is_empty() {
+            return Err(LoadError::Capabilities { path: path.to_owned(), imports: refused });
+        }
         let mut linker = Linker::<HostState>::new(engine);
         super::sandbox::link(&mut linker).map_err(|e| inst_err(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(component).map_err(|e| inst_err(format!("{e:#}")))?;
@@ -119,6 +147,7 @@ impl WasmPlugin {
             suspended: HashMap::new(),
             quarantined: false,
             stats: PluginStats { instantiations: 1, ..PluginStats::default() },
+            state_held: StateHeld::default(),
         })
     }
 
@@ -179,19 +208,23 @@ impl WasmPlugin {
             }
             self.suspended.remove(&device.id);
         }
+        let current = state.map_or(0, <[u8]>::len);
         let result = self.call(device, messages, state).and_then(|mut b| {
-            self.declared.check(&mut b, messages.len()).map(|()| b).map_err(|reason| {
-                CallError::BadOutput {
+            self.declared
+                .check(&mut b, messages.len())
+                .and_then(|()| self.within_budget(&device.id, current, b.state.len()))
+                .map(|()| b)
+                .map_err(|reason| CallError::BadOutput {
                     plugin: self.description.equipment_type.clone(),
                     device: device.id.clone(),
                     reason,
-                }
-            })
+                })
         });
         self.stats.calls += 1;
         match result {
             Ok(b) => {
                 self.stats.messages += messages.len() as u64;
+                self.state_held.hold(&device.id, b.state.len());
                 Ok(b)
             }
             Err(e) => {
@@ -199,6 +232,33 @@ impl WasmPlugin {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the plugin may hold `bytes` of state for `device` (which holds
+    /// `current` now): a state that does not grow is always accepted; one that grows
+    /// must keep the plugin's total within [`Limits::state_budget_bytes`].
+    fn within_budget(&self, device: &str, current: usize, bytes: usize) -> Result<(), String> {
+        let total = self.state_held.total_with(device, current, bytes);
+        let budget = self.limits.state_budget_bytes;
+        if bytes <= current || total <= budget {
+            return Ok(());
+        }
+        Err(format!(
+            "its state would total {total} bytes over {} devices, beyond its budget of \
+             {budget} (plugins.state_budget_mib); this device's state would be {bytes} bytes",
+            self.state_held.per_device.len().max(1)
+        ))
+    }
+
+    /// Counts a device's stored state (read from the store at start) toward the
+    /// plugin's state budget, before the plugin returns a new one for it.
+    pub fn hold_state(&mut self, device: &str, bytes: usize) {
+        self.state_held.hold(device, bytes);
+    }
+
+    /// Plugin state held across devices, in bytes.
+    pub fn state_bytes(&self) -> usize {
+        self.state_held.total
     }
 
     fn call(

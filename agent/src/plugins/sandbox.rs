@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
-use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
@@ -24,6 +24,9 @@ pub struct Limits {
     pub max_failures: u32,
     /// The window for `max_failures`, in the pipeline's clock (event time in replay).
     pub failure_window_ms: i64,
+    /// Plugin state the plugin may hold across all its devices, in bytes (each
+    /// device's state is also capped at [`MAX_STATE`](super::contract::MAX_STATE)).
+    pub state_budget_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +39,9 @@ impl Default for Limits {
             call_deadline: Duration::from_millis(250),
             max_failures: 3,
             failure_window_ms: 10 * 60 * 1000,
+            // Rules keep a few hundred bytes per device: 64 MiB is 10,000 devices at
+            // 6 KiB each, and stops a plugin whose state only grows.
+            state_budget_bytes: 64 << 20,
         }
     }
 }
@@ -43,6 +49,30 @@ impl Default for Limits {
 /// The `wasi:clocks/monotonic-clock` version the linker provides (semver-compatible
 /// imports of earlier 0.2 versions resolve to it).
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// The WASI interface families a plugin may import: streams and errors (`wasi:io`),
+/// the command-line world's empty environment, exit and standard streams
+/// (`wasi:cli`; Rust's std imports them), frozen clocks and deterministic random.
+/// Anything else (`wasi:filesystem`, `wasi:sockets`, `wasi:http`, ...) asks for a
+/// capability tend never grants.
+const GRANTED_WASI: [&str; 4] = ["wasi:io/", "wasi:cli/", "wasi:clocks/", "wasi:random/"];
+
+/// The imports of `component` that ask for a capability plugins do not get: every
+/// `wasi:` interface outside [`GRANTED_WASI`], by full name. Linking would satisfy
+/// some of them with an empty context (no preopened directory, sockets refused), but
+/// a plugin that imports them was built to use them and would fail at its first
+/// message instead of at load; refusing it at load says what and how to fix it.
+pub fn refused_imports(engine: &wasmtime::Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| {
+            name.starts_with("wasi:") && !GRANTED_WASI.iter().any(|p| name.starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
 
 /// Links WASI for a plugin: the WASI 0.2 interfaces a component may import, backed by
 /// the empty context of [`HostState`], with the monotonic clock's timers

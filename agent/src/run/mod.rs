@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::api::PipelineSnapshot;
 use crate::app::load_plugins;
 use crate::config::Config;
-use crate::ingest::broker::start_configured;
+use crate::ingest::broker::{EmbeddedBroker, start_configured};
 use crate::ingest::mqtt::{self, Delivery, MqttSettings};
 use crate::local::LocalCommand;
 use crate::pipeline::Pipeline;
@@ -54,6 +54,43 @@ const CLOSED_CHANNEL: usize = 64;
 /// Site staff's commands waiting for the pipeline thread.
 const COMMAND_CHANNEL: usize = 16;
 
+/// How often the embedded broker is checked, and how many failed checks in a row
+/// end the agent (for its service manager to restart it with a fresh broker).
+const BROKER_WATCH_EVERY: Duration = Duration::from_secs(10);
+const BROKER_WATCH_FAILURES: u32 = 3;
+
+/// Completes (with why) once the embedded broker stopped answering
+/// [`BROKER_WATCH_FAILURES`] checks in a row; never without a broker. rumqttd has
+/// no way to restart in process, and an agent whose broker is dead hears nothing
+/// while looking healthy: exiting lets systemd (`Restart=on-failure`) start it over.
+async fn broker_dead(broker: Option<Arc<EmbeddedBroker>>) -> anyhow::Error {
+    let Some(broker) = broker else { return std::future::pending().await };
+    let mut failures = 0;
+    let mut every =
+        tokio::time::interval_at(Instant::now() + BROKER_WATCH_EVERY, BROKER_WATCH_EVERY);
+    loop {
+        every.tick().await;
+        let b = Arc::clone(&broker);
+        let answer = tokio::task::spawn_blocking(move || b.answers())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        match answer {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, failures, "the embedded MQTT broker did not answer");
+                if failures >= BROKER_WATCH_FAILURES {
+                    return anyhow!(
+                        "the embedded MQTT broker on {} stopped answering ({e}); exiting so the \
+                         service manager restarts tend with a fresh broker",
+                        broker.addr()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The wall clock, ms since the Unix epoch.
 fn wall_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -74,7 +111,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .context("starting the embedded MQTT broker")?
             .with_context(|| format!("starting the embedded MQTT broker on {listen}"))?;
         tracing::info!(url = %b.url(), "embedded MQTT broker running");
-        Some(b)
+        Some(Arc::new(b))
     } else {
         None
     };
@@ -239,6 +276,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
 
     let mut shutdown = pin!(shutdown);
+    let mut broker_dead = pin!(broker_dead(broker.clone()));
     let mut done_rx = done_rx;
     let mut stats = tokio::time::interval_at(Instant::now() + STATS_EVERY, STATS_EVERY);
     let failure = loop {
@@ -246,6 +284,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             () = &mut shutdown => {
                 tracing::info!("shutting down: finishing the batch in hand");
                 break None;
+            }
+            e = &mut broker_dead => {
+                tracing::error!("{e:#}");
+                break Some(e);
             }
             r = &mut done_rx => {
                 break Some(match r {

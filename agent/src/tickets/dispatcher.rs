@@ -28,6 +28,12 @@
 //!   and refused connections are retried with exponential backoff and full jitter,
 //!   honouring `Retry-After`; a refused token (401/403) is logged once per outage and
 //!   retried the same way, so the tickets go out as soon as a corrected agent runs.
+//! - **Too large is cut, not lost.** A 413 (the service refuses the body as too
+//!   large: a plugin's long texts, a service with small limits) sends the request
+//!   again at once with its free texts and lists cut (`OutboxEntry::cut_to_fit`:
+//!   ids, codes, times and severity untouched), logged at error level as the
+//!   plugin's fault and counted; later attempts of that request go cut too. Only a
+//!   cut request the service still refuses goes to the dead letters.
 //! - **Accepted means delivered.** Any 2xx answer is a delivery, whatever its body:
 //!   one that cannot be read is logged (by kind of problem, rate-limited) and
 //!   counted, and the delivery is recorded without a ticket number; the request is
@@ -107,6 +113,9 @@ pub struct DispatcherSnapshot {
     pub retried: u64,
     /// Requests moved to the dead letters.
     pub dead_lettered: u64,
+    /// Requests the service refused as too large (413) and that were sent again with
+    /// their texts and lists cut.
+    pub cut_to_fit: u64,
     /// Requests the service accepted with an answer the agent cannot read
     /// (delivered, recorded without a ticket number).
     pub unreadable_answers: u64,
@@ -171,6 +180,8 @@ pub struct Dispatcher {
     /// Unreadable answers so far, by kind (request, status, problem): logged at
     /// the 1st, 2nd, 4th, 8th… of each kind, not once per request.
     unreadable: Mutex<HashMap<String, u64>>,
+    /// Keys of requests the service refused as too large: sent cut from then on.
+    too_large: Mutex<HashSet<String>>,
 }
 
 /// What to do after settling (or failing to settle) one entry.
@@ -254,6 +265,7 @@ impl Dispatcher {
             health: Mutex::new(Health::default()),
             probe: tokio::sync::Mutex::new(()),
             unreadable: Mutex::new(HashMap::new()),
+            too_large: Mutex::new(HashSet::new()),
         }
     }
 
@@ -397,7 +409,7 @@ impl Dispatcher {
         let result = tokio::select! {
             biased;
             () = stopped(stop) => return Flow::Stop,
-            result = self.send(entry) => result,
+            result = self.send_fitting(entry) => result,
         };
         let (after, reason) = match result {
             Ok(accepted) => {
@@ -480,6 +492,54 @@ impl Dispatcher {
             s.consecutive_failures = failed.streak;
         });
         Flow::Deferred
+    }
+
+    /// One attempt at sending an entry, and at once its cut version if the service
+    /// refuses it as too large (413); a request refused so before goes cut.
+    async fn send_fitting(&self, entry: &OutboxEntry) -> Result<Accepted<Created>, SendError> {
+        let known = self.lock_too_large().contains(&entry.key);
+        if known && let Some(cut) = entry.cut_to_fit() {
+            return self.send(&cut).await;
+        }
+        match self.send(entry).await {
+            Err(SendError::Rejected { status: 413, reason }) => match entry.cut_to_fit() {
+                Some(cut) => {
+                    self.too_large(entry, &reason);
+                    self.send(&cut).await
+                }
+                None => Err(SendError::Rejected { status: 413, reason }),
+            },
+            other => other,
+        }
+    }
+
+    fn lock_too_large(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.too_large.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records and reports a request refused as too large, about to go cut.
+    fn too_large(&self, entry: &OutboxEntry, reason: &str) {
+        self.lock_too_large().insert(entry.key.clone());
+        let whose = match &entry.request {
+            Request::Open { ticket } => {
+                format!("the `{}` plugin's output", ticket.device.device_type)
+            }
+            Request::Event { .. } => "the event's note".to_owned(),
+            Request::Close { .. } => "the resolution".to_owned(),
+        };
+        tracing::error!(
+            ticket_id = entry.ticket_id(),
+            key = %entry.key,
+            %reason,
+            "central service refused the request as too large: {whose} is too long for it; \
+             sending it again with its texts and lists cut"
+        );
+        self.status.error(format!(
+            "too large for the central service, sent cut: {} (key {}): {whose}",
+            entry.ticket_id(),
+            entry.key
+        ));
+        self.status.update(|s| s.cut_to_fit += 1);
     }
 
     /// One attempt at sending an entry.

@@ -6,16 +6,30 @@
 //! - `"sleep"`: waits on a WASI timer that never fires (the host must refuse the wait);
 //! - `"panic"`: panics (a trap);
 //! - `"garbage"`: returns an undeclared code, severity 9 and a huge summary;
+//! - `"hoard"`: behaves, but its state grows by 64 KiB with every message (the
+//!   host's state budget must stop it);
 //! - anything else / absent: behaves, raising `bad_reading` when `value` > 10 —
 //!   except that a reading of exactly 13 is poisonous: it panics.
 
+use serde::{Deserialize, Serialize};
 use tend_plugin_sdk::prelude::*;
 
 /// The plugin.
 pub struct Misbehaving;
 
+/// Per-device state: a message count, and what `"hoard"` keeps.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    count: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    hoard: String,
+}
+
+/// How much `"hoard"` adds to its state per message.
+const HOARD_STEP: usize = 64 << 10;
+
 impl Plugin for Misbehaving {
-    type State = u64;
+    type State = State;
 
     fn describe() -> Description {
         Description {
@@ -29,7 +43,7 @@ impl Plugin for Misbehaving {
         }
     }
 
-    fn evaluate(device: &Device, msg: &Message, count: &mut u64) -> Result<Outcome, EvalError> {
+    fn evaluate(device: &Device, msg: &Message, state: &mut State) -> Result<Outcome, EvalError> {
         let settings = device.settings()?;
         let mut out = Outcome::default();
         match settings.str("misbehave")? {
@@ -43,6 +57,7 @@ impl Plugin for Misbehaving {
             Some("garbage") => {
                 out.conditions.push(Condition::active("no_such_code", 9, "x".repeat(1 << 20)));
             }
+            Some("hoard") => state.hoard.push_str(&"h".repeat(HOARD_STEP)),
             _ => {
                 let p = Payload::parse(&msg.payload)?;
                 let value = p.f64("value").ok().ok_or_else(|| {
@@ -58,8 +73,8 @@ impl Plugin for Misbehaving {
                 }));
             }
         }
-        *count += 1;
-        out.meter("messages", *count as f64);
+        state.count += 1;
+        out.meter("messages", state.count as f64);
         Ok(out)
     }
 }

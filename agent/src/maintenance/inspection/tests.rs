@@ -237,6 +237,32 @@ fn first_start_assumes_past_inspections_were_done_and_joins_the_current_cycle() 
     assert_eq!(o.opened_ms, start, "never dated before the schedule existed");
 }
 
+/// Issue 15 (found while fixing replay's clock): a schedule started on an
+/// inspection's due day after working hours reported it overdue at once, dated at
+/// that day's close, before the schedule existed. A due moment already past at the
+/// start is assumed done, like every earlier one.
+#[test]
+fn a_schedule_started_after_the_due_days_close_is_not_overdue_at_once() {
+    let cal = shanghai();
+    let s = Scheduling { calendar: &cal, lead: Span::Days(7) };
+    let p = plan(Some(Span::Months(6)), None);
+    // Due 2026-11-24 at 18:00; the agent starts at 20:00 that day.
+    let start = t("2026-11-24T20:00:00+08:00");
+    let mut st = s.start(&p, date(2024, 5, 24), start).unwrap();
+    assert_eq!(show(&cal, s.next_due(&p, &st).unwrap()), "2027-05-24T18:00:00+08:00");
+    assert_eq!(s.advance(&p, &mut st, &VecMap::new(), start).unwrap(), None);
+    // Due on a Sunday (2026-11-29), moved to Friday 11-27: started on Saturday.
+    let start = t("2026-11-28T10:00:00+08:00");
+    let mut st = s.start(&p, date(2024, 5, 29), start).unwrap();
+    assert_eq!(show(&cal, s.next_due(&p, &st).unwrap()), "2027-05-28T18:00:00+08:00");
+    assert_eq!(s.advance(&p, &mut st, &VecMap::new(), start).unwrap(), None);
+    // Before the close it is still today's: open at once, due tonight.
+    let start = t("2026-11-24T10:00:00+08:00");
+    let mut st = s.start(&p, date(2024, 5, 24), start).unwrap();
+    let o = opened(s.advance(&p, &mut st, &VecMap::new(), start).unwrap());
+    assert_eq!(show(&cal, o.due_ms), "2026-11-24T18:00:00+08:00");
+}
+
 #[test]
 fn a_restart_in_the_middle_continues_the_same_schedule() {
     let cal = shanghai();

@@ -1,7 +1,8 @@
 //! The dispatcher against a foreign ticketing system: an axum server in the test
 //! that answers as services other than the reference one do (integer ticket
-//! numbers, bodies that are not the API's answer, a 500 for one ticket only).
-//! Regression tests of issue 15, finding 3, named after the attack.
+//! numbers, bodies that are not the API's answer, a 500 for one ticket only, a small
+//! body limit). Regression tests of issue 15, findings 3 and 8, named after the
+//! attack.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,8 @@ struct Seen {
     /// The most requests in flight with a failing one, after `outage_after` 5xx
     /// answers.
     most_in_outage: u32,
+    /// The accepted bodies, per idempotency key.
+    bodies: HashMap<String, serde_json::Value>,
 }
 
 /// The shared state of the foreign service's handlers.
@@ -56,6 +59,8 @@ struct Shared {
     delay: Duration,
     /// After this many 5xx answers, `most_in_outage` is measured.
     outage_after: u32,
+    /// Bodies longer than this are refused with 413.
+    max_body: usize,
 }
 
 impl Shared {
@@ -99,7 +104,27 @@ impl Seen {
     }
 }
 
-async fn create(State(shared): State<Shared>, body: Bytes) -> Response {
+/// 413 for a body over the service's limit, as a web server in front of it would.
+fn too_large(shared: &Shared, body: &Bytes) -> Option<Response> {
+    (body.len() > shared.max_body).then(|| {
+        let text = format!(r#"{{"error":"body over {} bytes"}}"#, shared.max_body);
+        (StatusCode::PAYLOAD_TOO_LARGE, [(CONTENT_TYPE, "application/json")], text).into_response()
+    })
+}
+
+fn keep_body(seen: &mut Seen, headers: &HeaderMap, body: &Bytes) {
+    let key = headers
+        .get(crate::tickets::client::IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    seen.bodies.insert(key, serde_json::from_slice(body).unwrap_or_default());
+}
+
+async fn create(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = too_large(&shared, &body) {
+        return refused;
+    }
     let ticket_id = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("ticket_id").and_then(|id| id.as_str()).map(str::to_owned))
@@ -108,6 +133,7 @@ async fn create(State(shared): State<Shared>, body: Bytes) -> Response {
     shared
         .answer(&ticket_id, move |seen| {
             seen.created.insert(id);
+            keep_body(seen, &headers, &body);
         })
         .await
 }
@@ -116,7 +142,11 @@ async fn add_event(
     State(shared): State<Shared>,
     Path(ticket_id): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
+    if let Some(refused) = too_large(&shared, &body) {
+        return refused;
+    }
     if !shared.seen().created.contains(&ticket_id) {
         let body = r#"{"error":"no such ticket"}"#;
         return (StatusCode::NOT_FOUND, [(CONTENT_TYPE, "application/json")], body).into_response();
@@ -129,6 +159,7 @@ async fn add_event(
     let id = ticket_id.clone();
     shared
         .answer(&ticket_id, move |seen| {
+            keep_body(seen, &headers, &body);
             seen.events.entry(id).or_default().push(key);
         })
         .await
@@ -144,15 +175,16 @@ struct Foreign {
 
 impl Foreign {
     async fn start(answer: Answer) -> anyhow::Result<Self> {
-        Self::start_with(answer, Duration::ZERO, u32::MAX).await
+        Self::start_with(answer, Duration::ZERO, u32::MAX, usize::MAX).await
     }
 
     async fn start_with(
         answer: Answer,
         delay: Duration,
         outage_after: u32,
+        max_body: usize,
     ) -> anyhow::Result<Self> {
-        let shared = Shared { seen: Arc::default(), answer, delay, outage_after };
+        let shared = Shared { seen: Arc::default(), answer, delay, outage_after, max_body };
         let app = Router::new()
             .route("/api/v1/tickets", post(create))
             .route("/api/v1/tickets/{ticket_id}/events", post(add_event))
@@ -359,6 +391,7 @@ async fn an_outage_is_probed_one_request_at_a_time() -> anyhow::Result<()> {
         Duration::from_millis(10),
         // The requests in flight when the outage began are left to finish.
         3 * 4,
+        usize::MAX,
     )
     .await?;
     let agent = Agent::new()?;
@@ -412,5 +445,76 @@ async fn a_ticket_whose_answer_could_not_be_read_is_still_followed_by_the_sync()
     assert_eq!(got.resolution.as_deref(), Some("done"));
     let _ = stop.send(());
     task.await?;
+    foreign.stop().await
+}
+
+/// A number-answering service.
+fn numbering() -> Answer {
+    Arc::new(|ticket_id, number| {
+        (
+            StatusCode::CREATED,
+            serde_json::json!({"ticket_id": ticket_id, "number": number.to_string()}).to_string(),
+        )
+    })
+}
+
+/// Issue 15, finding 8: a ticket the service refused as too large (413: a plugin's
+/// long description, an event's long note) went to the dead letters, lost to the
+/// desk. It now goes again at once with its texts and lists cut, counted and
+/// reported; only what is still too large when cut is dead-lettered.
+#[tokio::test]
+async fn a_ticket_too_large_for_the_service_is_sent_cut_not_dropped() -> anyhow::Result<()> {
+    let foreign = Foreign::start_with(numbering(), Duration::ZERO, u32::MAX, 8 << 10).await?;
+    let agent = Agent::new()?;
+    let mut ticket = fault("swh-01", 2)?;
+    ticket.description = Some("The plugin explains at length. ".repeat(4_000));
+    let mut note = event("swh-01", "recovered", EventKind::Recovered)?;
+    if let Request::Event { event, .. } = &mut note.request {
+        event.note = Some("n".repeat(100_000));
+    }
+    agent.queue(&[open(ticket), note, open(fault("swh-02", 3)?)])?;
+    let running = Running::start(&agent.store, foreign.client()?, fast());
+    eventually("the ticket and its event are delivered", || {
+        agent.store.outbox_len() == 0 && running.status.snapshot().sent == 3
+    })
+    .await?;
+    let status = running.status.snapshot();
+    assert_eq!((status.cut_to_fit, status.dead_lettered), (2, 0), "{status:?}");
+    assert!(status.last_error.as_deref().is_some_and(|e| e.contains("too large")), "{status:?}");
+    {
+        let seen = foreign.seen();
+        let opened = &seen.bodies[&ticket_id("swh-01")];
+        let description = opened["description"].as_str().unwrap_or_default();
+        assert!(description.ends_with(" [cut]") && description.len() < 4096, "{opened}");
+        assert_eq!(opened["code"], "tank_leak");
+        assert_eq!(opened["severity"], 2);
+        let recovered = &seen.bodies[&format!("{}/recovered", ticket_id("swh-01"))];
+        assert!(recovered["note"].as_str().is_some_and(|n| n.ends_with(" [cut]")), "{recovered}");
+        assert!(seen.bodies[&ticket_id("swh-02")].get("description").is_none(), "small: uncut");
+    }
+    running.stop().await?;
+    assert!(agent.store.dead_letters()?.is_empty());
+    foreign.stop().await
+}
+
+/// What the service refuses even cut is dead-lettered (with the 413 named), and the
+/// other tickets go on.
+#[tokio::test]
+async fn a_ticket_too_large_even_cut_is_dead_lettered_with_the_reason() -> anyhow::Result<()> {
+    let foreign = Foreign::start_with(numbering(), Duration::ZERO, u32::MAX, 900).await?;
+    let agent = Agent::new()?;
+    let mut big = fault("swh-01", 2)?;
+    big.description = Some("x".repeat(50_000));
+    agent.queue(&[open(big), open(fault("swh-02", 3)?)])?;
+    let running = Running::start(&agent.store, foreign.client()?, fast());
+    eventually("one delivered, one dead-lettered", || {
+        let s = running.status.snapshot();
+        s.sent == 1 && s.dead_lettered == 1
+    })
+    .await?;
+    running.stop().await?;
+    let letters = agent.store.dead_letters()?;
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].reason.starts_with("413"), "{:?}", letters[0].reason);
     foreign.stop().await
 }
