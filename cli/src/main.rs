@@ -65,6 +65,9 @@ enum Command {
         /// sites' own tokens come from `tend central site add`.
         #[arg(long, env = "TEND_CENTRAL_TOKEN")]
         token: Option<String>,
+        /// The shared token from a file (its first line), so it is on no command line.
+        #[arg(long, conflicts_with = "token")]
+        token_file: Option<PathBuf>,
         /// A token that signs in to the desk with an empty user name (default: the
         /// shared token); desk users come from `tend central user add`.
         #[arg(long, env = "TEND_DESK_TOKEN")]
@@ -400,11 +403,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             database_url,
             token,
+            token_file,
             desk_token,
             behind_tls,
             max_connections,
             admin,
         } => {
+            let token = match token_file {
+                Some(file) => Some(read_token_file(&file)?),
+                None => token,
+            };
             let database = tend_central::Database::choose(&data_dir, database_url.as_deref());
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
@@ -600,4 +608,16 @@ enum CentralAdmin {
     /// People who use the desk.
     #[command(subcommand)]
     User(tend_central::admin::UserCommand),
+}
+
+/// The first line of a token file, trimmed; an empty or unreadable file is an error
+/// naming the file.
+fn read_token_file(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the token file {}", file.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        anyhow::bail!("the token file {} is empty", file.display());
+    }
+    Ok(token)
 }

@@ -291,3 +291,50 @@ fn a_lan_broker_without_auth_is_refused() {
     let err = start_embedded("0.0.0.0:0".parse().unwrap()).unwrap_err().to_string();
     assert!(err.contains("loopback") && err.contains("broker.password_file"), "{err}");
 }
+
+/// `tend central` takes its shared token from a file (`--token-file`), so it need be
+/// on no command line: requests with it are served, others refused; an empty file
+/// is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_central_service_takes_its_token_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("central.token");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let port = free_port();
+    let data = dir.path().join("central");
+    let mut central = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["central", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .arg("--token-file")
+        .arg(&file)
+        .env_remove("TEND_CENTRAL_TOKEN")
+        .env_remove("TEND_CENTRAL_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/api/v1/tickets");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + super::harness::WAIT;
+    let status = loop {
+        match client.get(&url).bearer_auth("from-a-file").send().await {
+            Ok(answer) => break answer.status(),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "central never answered: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(status, 200);
+    let wrong = client.get(&url).bearer_auth("guess").send().await.unwrap().status();
+    assert_eq!(wrong, 401);
+    let _ = central.kill();
+    let _ = central.wait();
+    std::fs::write(&file, "\n").unwrap();
+    let (ok, out) = tend(
+        &["central", "--data-dir", data.to_str().unwrap(), "--token-file", file.to_str().unwrap()],
+        &[],
+    );
+    assert!(!ok && out.contains("central.token") && out.contains("empty"), "{out}");
+}
