@@ -86,6 +86,7 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/api/v1/tickets/{ticket_id}/events", post(add_event)),
         (Method::POST, "/api/v1/tickets/{ticket_id}/close", post(close)),
         (Method::POST, "/api/v1/tickets/{ticket_id}/acknowledge", post(acknowledge)),
+        (Method::POST, "/api/v1/tickets/{ticket_id}/start", post(start_work)),
     ]
 }
 
@@ -363,6 +364,20 @@ async fn acknowledge(
 ) -> Answer<TicketStatus> {
     let number = locate(&state, &caller, &ticket_id).await?;
     match state.store.acknowledge(number, &now(), &caller.who()).await? {
+        Some(changed) => Ok((StatusCode::OK, Json(changed.record.status_view()))),
+        None => Err(unknown(&ticket_id)),
+    }
+}
+
+/// `POST /api/v1/tickets/{ticket_id}/start`: work is under way (a technician on
+/// site); open or acknowledged becomes in_progress, other states stay.
+async fn start_work(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(ticket_id): Path<String>,
+) -> Answer<TicketStatus> {
+    let number = locate(&state, &caller, &ticket_id).await?;
+    match state.store.start_work(number, &now(), &caller.who()).await? {
         Some(changed) => Ok((StatusCode::OK, Json(changed.record.status_view()))),
         None => Err(unknown(&ticket_id)),
     }

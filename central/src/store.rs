@@ -593,6 +593,32 @@ impl Store {
         Ok(self.get(number).await?.map(|record| Changed { record, changed }))
     }
 
+    /// Work on ticket `number` is under way (a technician on site, by `by`): open or
+    /// acknowledged becomes `in_progress` (taking it, if nobody had: starting work
+    /// meets the response commitment); other states stay. `None` when unknown.
+    pub async fn start_work(
+        &self,
+        number: i64,
+        at: &WireTime,
+        by: &str,
+    ) -> Result<Option<Changed>, StoreError> {
+        let changed = sqlx::query(&format!(
+            "UPDATE tickets SET status = 'in_progress', \
+             acknowledged_at = COALESCE(acknowledged_at, $1), \
+             acknowledged_by = COALESCE(acknowledged_by, $2), \
+             queue_due_ms = {DUE_ONCE_ACKNOWLEDGED} \
+             WHERE number = $3 AND status IN ('open', 'acknowledged')"
+        ))
+        .bind(at.as_str())
+        .bind(by)
+        .bind(number)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0;
+        Ok(self.get(number).await?.map(|record| Changed { record, changed }))
+    }
+
     /// Closes ticket `number` (by `by`); closing a closed ticket changes nothing.
     /// `None` when unknown.
     pub async fn close_ticket(

@@ -328,6 +328,14 @@ async fn read_acknowledge_and_close(db: TestDatabase) -> anyhow::Result<()> {
 
     let (status, body) = Call::new(&http).post(&format!("{ticket}/acknowledge"), &json!({})).await;
     assert_eq!((status, &body["status"]), (200, &json!("acknowledged")), "{body}");
+    // Work under way (the desk's "Start work"): in_progress, read back as such; a
+    // second start changes nothing.
+    for _ in 0..2 {
+        let (status, body) = Call::new(&http).post(&format!("{ticket}/start"), &json!({})).await;
+        assert_eq!((status, &body["status"]), (200, &json!("in_progress")), "{body}");
+    }
+    let (status, body) = Call::new(&http).get(&ticket).await;
+    assert_eq!((status, &body["status"]), (200, &json!("in_progress")), "{body}");
 
     let close = format!("{ticket}/close");
     for bad in [
@@ -351,8 +359,14 @@ async fn read_acknowledge_and_close(db: TestDatabase) -> anyhow::Result<()> {
     assert_eq!((status, &body), (200, &closed), "closing twice changes nothing");
     let (status, body) = Call::new(&http).post(&format!("{ticket}/acknowledge"), &json!({})).await;
     assert_eq!((status, &body), (200, &closed), "acknowledging a closed ticket changes nothing");
+    let (status, body) = Call::new(&http).post(&format!("{ticket}/start"), &json!({})).await;
+    assert_eq!((status, &body), (200, &closed), "starting a closed ticket changes nothing");
 
-    for path in ["/api/v1/tickets/nope/close", "/api/v1/tickets/nope/acknowledge"] {
+    for path in [
+        "/api/v1/tickets/nope/close",
+        "/api/v1/tickets/nope/acknowledge",
+        "/api/v1/tickets/nope/start",
+    ] {
         let (status, body) = Call::new(&http).post(&server.at(path), &done).await;
         assert_eq!(status, 404, "{path}: {body}");
     }

@@ -553,6 +553,11 @@ fn print_banner(
     println!("  MQTT broker:   mqtt://{mqtt}  (topics tend/{}/+/+)", inventory.site);
     println!("  data:          {}", data_dir.display());
     println!("Tickets appear below as the agent opens and updates them. Ctrl-C stops everything.");
+    println!(
+        "Try a maintenance window: open an inspection ticket on the desk and press \"Start work\"; \
+         that device's faults stay quiet (shown as suppressed in `tend device show`) until the \
+         ticket is closed, then what is still active opens."
+    );
 }
 
 /// Prints a line per ticket opened and per change to a ticket.

@@ -355,83 +355,61 @@ fn an_inspection_in_progress_silences_the_device_until_it_is_no_longer() {
     assert!(open["body"]["description"].as_str().unwrap().contains("during maintenance"));
 }
 
-// Live: broker, agent, and a central service that can put a ticket `in_progress`.
-// The reference central service has no API call for that (only acknowledge and
-// close): this small stand-in speaks the central API (central-api.md) with a status
-// the test sets, as a desk would.
+// Live: broker, agent and the reference central service; the technician starts the
+// inspection (`POST /api/v1/tickets/{id}/start`, the desk's "Start work") and
+// closes it.
 
 mod live {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use axum::Json;
-    use axum::extract::{Path, State};
-    use axum::http::StatusCode;
-    use axum::routing::{get, post};
-    use serde_json::{Value, json};
+    use serde_json::Value;
+    use tend_central::testing::{TOKEN, TestServer};
     use tend_tests::mosquitto::Mosquitto;
     use tend_tests::site::{fixture, test_site_with};
 
     use super::super::harness::{Agent, Site, WAIT, publish};
 
-    /// Tickets by id: (body, status).
-    type Tickets = Arc<Mutex<BTreeMap<String, (Value, String)>>>;
-
-    async fn open(State(t): State<Tickets>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
-        let id = body["ticket_id"].as_str().unwrap_or_default().to_owned();
-        let mut tickets = t.lock().unwrap();
-        let code = if tickets.contains_key(&id) { StatusCode::OK } else { StatusCode::CREATED };
-        let number = tickets.len() + 1;
-        tickets.entry(id.clone()).or_insert((body, "open".to_owned()));
-        (code, Json(json!({"ticket_id": id, "number": number})))
-    }
-
-    async fn show(State(t): State<Tickets>, Path(id): Path<String>) -> (StatusCode, Json<Value>) {
-        let tickets = t.lock().unwrap();
-        let Some((_, status)) = tickets.get(&id) else {
-            return (StatusCode::NOT_FOUND, Json(json!({"error": "unknown"})));
-        };
-        let closed_at =
-            (status == "closed").then(|| jiff::Timestamp::now().to_string()).map(Value::String);
-        let body = json!({"ticket_id": id, "number": 1, "status": status,
-                          "closed_at": closed_at.unwrap_or(Value::Null), "resolution": null});
-        (StatusCode::OK, Json(body))
-    }
-
-    async fn event(Path(id): Path<String>) -> Json<Value> {
-        Json(json!({"ticket_id": id, "number": 1}))
-    }
-
-    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !ok() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     async fn status(api: &str) -> Value {
         reqwest::get(format!("{api}/status")).await.unwrap().json().await.unwrap()
     }
 
+    /// The ticket ids the central service holds.
+    async fn ids(central: &TestServer) -> Vec<String> {
+        central.tickets().await.into_iter().map(|t| t.ticket.ticket_id).collect()
+    }
+
+    async fn until_ticket(central: &TestServer, site: &Site, what: &str, prefix: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(id) = ids(central).await.into_iter().find(|id| id.starts_with(prefix)) {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", site.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `POST /api/v1/tickets/{id}/{action}` on the central service, as the desk does.
+    async fn act(central: &TestServer, id: &str, action: &str, body: Value) -> Value {
+        let answer = reqwest::Client::new()
+            .post(central.at(&format!("/api/v1/tickets/{id}/{action}")))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{action} {id}");
+        answer.json().await.unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn live_an_inspection_in_progress_silences_the_device_until_it_is_closed() {
-        let tickets: Tickets = Arc::default();
-        let app = axum::Router::new()
-            .route("/api/v1/tickets", post(open))
-            .route("/api/v1/tickets/{id}", get(show))
-            .route("/api/v1/tickets/{id}/events", post(event))
-            .with_state(tickets.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let central = TestServer::start_temp().await.unwrap();
         let mosquitto = Mosquitto::start();
         // Inspections open at once (a long lead time); nobody goes offline meanwhile.
         let extra = "[offline]\nafter = \"1h\"\n\n[inspections]\nlead_time = \"120d\"\n";
-        let files =
-            test_site_with(&url, &format!("mqtt://127.0.0.1:{}", mosquitto.port), extra, "")
-                .unwrap();
+        let mqtt = format!("mqtt://127.0.0.1:{}", mosquitto.port);
+        let files = test_site_with(&central.url, &mqtt, extra, "").unwrap();
         let site = Site::from_files(files);
         let _agent = Agent(Some(site.start_agent(1)));
         site.wait_subscribed().await;
@@ -439,17 +417,15 @@ mod live {
 
         // The door controller's inspection ticket reaches the desk; the technician
         // starts it.
-        let inspection = || {
-            tickets
-                .lock()
-                .unwrap()
-                .keys()
-                .find(|k| k.starts_with("test-site.door-1.inspection."))
-                .cloned()
-        };
-        until("door-1's inspection ticket", || inspection().is_some()).await;
-        let inspection = inspection().unwrap();
-        tickets.lock().unwrap().get_mut(&inspection).unwrap().1 = "in_progress".to_owned();
+        let inspection = until_ticket(
+            &central,
+            &site,
+            "door-1's inspection ticket",
+            "test-site.door-1.inspection.",
+        )
+        .await;
+        let started = act(&central, &inspection, "start", serde_json::json!({})).await;
+        assert_eq!(started["status"], "in_progress", "{started}");
         let mut s = status(&api).await;
         let deadline = Instant::now() + WAIT;
         while s["pipeline"]["under_maintenance"] != 1 {
@@ -484,16 +460,27 @@ mod live {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let tamper = "test-site.door-1.tamper.1";
-        assert!(!tickets.lock().unwrap().contains_key(tamper), "paged during the inspection");
+        assert!(!ids(&central).await.iter().any(|id| id == tamper), "paged during the inspection");
 
         // The inspection is closed on the desk: the still active tamper opens now.
-        tickets.lock().unwrap().get_mut(&inspection).unwrap().1 = "closed".to_owned();
-        until("the tamper ticket", || tickets.lock().unwrap().contains_key(tamper)).await;
-        let body = tickets.lock().unwrap()[tamper].0.clone();
-        let description = body["description"].as_str().unwrap();
+        let closed_at = jiff::Timestamp::now().to_string();
+        act(
+            &central,
+            &inspection,
+            "close",
+            serde_json::json!({"resolution": "inspected", "closed_at": closed_at}),
+        )
+        .await;
+        until_ticket(&central, &site, "the tamper ticket", tamper).await;
+        let record =
+            central.tickets().await.into_iter().find(|t| t.ticket.ticket_id == tamper).unwrap();
+        let description = record.ticket.description.unwrap_or_default();
         assert!(description.contains("First seen during maintenance"), "{description}");
-        let s = status(&api).await;
-        assert_eq!(s["pipeline"]["under_maintenance"], 0, "{s:#}");
+        let deadline = Instant::now() + WAIT;
+        while status(&api).await["pipeline"]["under_maintenance"] != 0 {
+            assert!(Instant::now() < deadline, "still under maintenance\n{}", site.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

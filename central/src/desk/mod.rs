@@ -7,7 +7,9 @@
 //!   `?site=&type=&kind=&status=`; the database sorts and pages (at most
 //!   [`QUEUE_ROWS`] rows), so the page stays quick with 100,000 tickets.
 //! - `GET /desk/tickets/{id}`: one ticket with everything the agent sent and what
-//!   happened since; `POST …/acknowledge` and `POST …/close` (form field
+//!   happened since; `POST …/acknowledge`, `POST …/start` (work under way: the
+//!   agent holds the device's alarms while an inspection is in progress) and
+//!   `POST …/close` (form field
 //!   `resolution`) act on it, then redirect back to it (post/redirect/get).
 //! - `GET|POST /desk/login`, `POST /desk/logout`; `GET /desk/assets/*` (public).
 //!
@@ -102,6 +104,7 @@ pub(crate) fn router(
         .route("/desk", get(queue))
         .route("/desk/tickets/{ticket_id}", get(detail))
         .route("/desk/tickets/{ticket_id}/acknowledge", post(acknowledge))
+        .route("/desk/tickets/{ticket_id}/start", post(start_work))
         .route("/desk/tickets/{ticket_id}/close", post(close))
         .route("/desk/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(desk.clone(), require_sign_in));
@@ -294,6 +297,10 @@ async fn detail(
     let record = record_of(&desk, &ticket_id).await?;
     let notice = match query.ok().and_then(|Query(q)| q.done).as_deref() {
         Some("acknowledged") => Some(Notice::Done(format!("{} acknowledged.", record.number))),
+        Some("started") => Some(Notice::Done(format!(
+            "{} in progress. For an inspection, the agent holds the device's alarms until it is closed.",
+            record.number
+        ))),
         Some("closed") => Some(Notice::Done(format!(
             "{} closed. The agent sees it at its next sync.",
             record.number
@@ -306,6 +313,38 @@ async fn detail(
 /// After an action: back to the ticket, with a notice.
 fn done(ticket_id: &str, what: &str) -> Response {
     Redirect::to(&format!("{}?done={what}", page::ticket_url(ticket_id))).into_response()
+}
+
+/// `POST /desk/tickets/{ticket_id}/start`.
+async fn start_work(
+    State(desk): State<Desk>,
+    Extension(DeskUser(user)): Extension<DeskUser>,
+    Path(ticket_id): Path<String>,
+) -> Result<Response, DeskError> {
+    let number = number_of(&desk, &ticket_id).await?;
+    let Some(record) = desk.store.get(number).await? else {
+        return Err(DeskError::unknown(&ticket_id));
+    };
+    let at = WireTime::from_timestamp(now(), board::offset_of(&record.ticket.opened_at));
+    let changed = desk
+        .store
+        .start_work(number, &at, &who(&user))
+        .await?
+        .ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    if changed.changed {
+        tracing::info!(number = %changed.record.number, %ticket_id, %user, "work started at the desk");
+        return Ok(done(&ticket_id, "started"));
+    }
+    Err(DeskError::new(
+        StatusCode::CONFLICT,
+        "Nothing to start",
+        format!(
+            "{} is already {}. Nothing was changed.",
+            changed.record.number,
+            page_status(changed.record.status)
+        ),
+    )
+    .back(page::ticket_url(&ticket_id)))
 }
 
 /// `POST /desk/tickets/{ticket_id}/acknowledge`.

@@ -386,6 +386,12 @@ pub(crate) fn detail(record: &TicketRecord, notice: Option<&Notice>, now: Timest
                             span.hint { "Take the ticket: the response commitment is met." }
                         }
                     }
+                    @if matches!(record.status, Status::Open | Status::Acknowledged) {
+                        form.start method="post" action={ (url) "/start" } {
+                            button type="submit" { "Start work" }
+                            span.hint { "A technician is on site: in progress. During an inspection the agent holds the device's alarms until the ticket is closed." }
+                        }
+                    }
                     form.close method="post" action={ (url) "/close" } {
                         label for="resolution" { "Resolution (what was done)" }
                         textarea #resolution name="resolution" rows="3" required
