@@ -253,30 +253,7 @@ pub async fn maintenance(config: &Config, request: MaintenanceRequest) -> anyhow
         }
     };
     if let Some(base) = running_agent(config).await {
-        let url = format!("{base}/maintenance");
-        let dir = &config.store.data_dir;
-        let token = read_token(dir).with_context(|| {
-            format!(
-                "reading the running agent's local token {} (run this as the agent's user)",
-                dir.join(TOKEN_FILE).display()
-            )
-        })?;
-        let answer = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(token)
-            .json(&request)
-            .send()
-            .await
-            .with_context(|| format!("asking the agent at {url}"))?;
-        let status = answer.status();
-        let body = answer.text().await.context("reading the agent's answer")?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
-                .unwrap_or(body);
-            bail!("{message}");
-        }
+        let body = post_to_agent(config, &base, "/maintenance", &request).await?;
         let done: MaintenanceDone =
             serde_json::from_str(&body).context("the agent's answer is unreadable")?;
         return Ok(say(&done, "by the running agent"));
@@ -291,6 +268,41 @@ pub async fn maintenance(config: &Config, request: MaintenanceRequest) -> anyhow
     })
     .await
     .context("recording the maintenance window")?
+}
+
+/// POSTs a command to the running agent's local API at `base` with the local token:
+/// the answer's body, or the agent's `error` message as the error.
+async fn post_to_agent(
+    config: &Config,
+    base: &str,
+    path: &str,
+    command: &impl Serialize,
+) -> anyhow::Result<String> {
+    let url = format!("{base}{path}");
+    let dir = &config.store.data_dir;
+    let token = read_token(dir).with_context(|| {
+        format!(
+            "reading the running agent's local token {} (run this as the agent's user)",
+            dir.join(TOKEN_FILE).display()
+        )
+    })?;
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .json(command)
+        .send()
+        .await
+        .with_context(|| format!("asking the agent at {url}"))?;
+    let status = answer.status();
+    let body = answer.text().await.context("reading the agent's answer")?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
+            .unwrap_or(body);
+        bail!("{message}");
+    }
+    Ok(body)
 }
 
 /// The base URL of a running agent's local API, if it answers.
@@ -360,30 +372,7 @@ pub async fn complete(config: &Config, completion: Completion) -> anyhow::Result
         completion.plan, completion.device
     );
     if let Some(base) = running_agent(config).await {
-        let url = format!("{base}/inspections/complete");
-        let dir = &config.store.data_dir;
-        let token = read_token(dir).with_context(|| {
-            format!(
-                "reading the running agent's local token {} (run this as the agent's user)",
-                dir.join(TOKEN_FILE).display()
-            )
-        })?;
-        let answer = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(token)
-            .json(&completion)
-            .send()
-            .await
-            .with_context(|| format!("asking the agent at {url}"))?;
-        let status = answer.status();
-        let body = answer.text().await.context("reading the agent's answer")?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
-                .unwrap_or(body);
-            bail!("{message}");
-        }
+        post_to_agent(config, &base, "/inspections/complete", &completion).await?;
         return Ok(format!(
             "{done} (by the running agent; the ticket is closed at the central service)"
         ));

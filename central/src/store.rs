@@ -579,18 +579,11 @@ impl Store {
         at: &WireTime,
         by: &str,
     ) -> Result<Option<Changed>, StoreError> {
-        let changed = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE tickets SET status = 'acknowledged', acknowledged_at = $1, acknowledged_by = $2, \
              queue_due_ms = {DUE_ONCE_ACKNOWLEDGED} WHERE number = $3 AND status = 'open'"
-        ))
-        .bind(at.as_str())
-        .bind(by)
-        .bind(number)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            > 0;
-        Ok(self.get(number).await?.map(|record| Changed { record, changed }))
+        );
+        self.take(&sql, number, at, by).await
     }
 
     /// Work on ticket `number` is under way (a technician on site, by `by`): open or
@@ -602,19 +595,32 @@ impl Store {
         at: &WireTime,
         by: &str,
     ) -> Result<Option<Changed>, StoreError> {
-        let changed = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE tickets SET status = 'in_progress', \
              acknowledged_at = COALESCE(acknowledged_at, $1), \
              acknowledged_by = COALESCE(acknowledged_by, $2), \
              queue_due_ms = {DUE_ONCE_ACKNOWLEDGED} \
              WHERE number = $3 AND status IN ('open', 'acknowledged')"
-        ))
-        .bind(at.as_str())
-        .bind(by)
-        .bind(number)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
+        );
+        self.take(&sql, number, at, by).await
+    }
+
+    /// Runs a conditional status change `sql` (`$1` the time, `$2` who, `$3` the
+    /// number), then reads the ticket back: whether it changed, and its record.
+    async fn take(
+        &self,
+        sql: &str,
+        number: i64,
+        at: &WireTime,
+        by: &str,
+    ) -> Result<Option<Changed>, StoreError> {
+        let changed = sqlx::query(sql)
+            .bind(at.as_str())
+            .bind(by)
+            .bind(number)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
             > 0;
         Ok(self.get(number).await?.map(|record| Changed { record, changed }))
     }

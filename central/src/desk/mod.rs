@@ -315,36 +315,13 @@ fn done(ticket_id: &str, what: &str) -> Response {
     Redirect::to(&format!("{}?done={what}", page::ticket_url(ticket_id))).into_response()
 }
 
-/// `POST /desk/tickets/{ticket_id}/start`.
-async fn start_work(
-    State(desk): State<Desk>,
-    Extension(DeskUser(user)): Extension<DeskUser>,
-    Path(ticket_id): Path<String>,
-) -> Result<Response, DeskError> {
-    let number = number_of(&desk, &ticket_id).await?;
-    let Some(record) = desk.store.get(number).await? else {
-        return Err(DeskError::unknown(&ticket_id));
-    };
-    let at = WireTime::from_timestamp(now(), board::offset_of(&record.ticket.opened_at));
-    let changed = desk
-        .store
-        .start_work(number, &at, &who(&user))
-        .await?
-        .ok_or_else(|| DeskError::unknown(&ticket_id))?;
-    if changed.changed {
-        tracing::info!(number = %changed.record.number, %ticket_id, %user, "work started at the desk");
-        return Ok(done(&ticket_id, "started"));
-    }
-    Err(DeskError::new(
-        StatusCode::CONFLICT,
-        "Nothing to start",
-        format!(
-            "{} is already {}. Nothing was changed.",
-            changed.record.number,
-            page_status(changed.record.status)
-        ),
-    )
-    .back(page::ticket_url(&ticket_id)))
+/// A desk action that takes a ticket further.
+#[derive(Debug, Clone, Copy)]
+enum Take {
+    /// Open becomes acknowledged.
+    Acknowledge,
+    /// Open or acknowledged becomes in progress.
+    Start,
 }
 
 /// `POST /desk/tickets/{ticket_id}/acknowledge`.
@@ -353,31 +330,55 @@ async fn acknowledge(
     Extension(DeskUser(user)): Extension<DeskUser>,
     Path(ticket_id): Path<String>,
 ) -> Result<Response, DeskError> {
-    let number = number_of(&desk, &ticket_id).await?;
+    take(&desk, &user, &ticket_id, Take::Acknowledge).await
+}
+
+/// `POST /desk/tickets/{ticket_id}/start`.
+async fn start_work(
+    State(desk): State<Desk>,
+    Extension(DeskUser(user)): Extension<DeskUser>,
+    Path(ticket_id): Path<String>,
+) -> Result<Response, DeskError> {
+    take(&desk, &user, &ticket_id, Take::Start).await
+}
+
+/// Acknowledges or starts a ticket, back to it with a notice; a 409 page when it
+/// changed nothing (someone got there first).
+async fn take(
+    desk: &Desk,
+    user: &str,
+    ticket_id: &str,
+    action: Take,
+) -> Result<Response, DeskError> {
+    let number = number_of(desk, ticket_id).await?;
     let Some(record) = desk.store.get(number).await? else {
-        return Err(DeskError::unknown(&ticket_id));
+        return Err(DeskError::unknown(ticket_id));
     };
     // In the site's offset, like the close time.
     let at = WireTime::from_timestamp(now(), board::offset_of(&record.ticket.opened_at));
-    let changed = desk
-        .store
-        .acknowledge(number, &at, &who(&user))
-        .await?
-        .ok_or_else(|| DeskError::unknown(&ticket_id))?;
+    let changed = match action {
+        Take::Acknowledge => desk.store.acknowledge(number, &at, &who(user)).await?,
+        Take::Start => desk.store.start_work(number, &at, &who(user)).await?,
+    }
+    .ok_or_else(|| DeskError::unknown(ticket_id))?;
+    let (done_as, title) = match action {
+        Take::Acknowledge => ("acknowledged", "Nothing to acknowledge"),
+        Take::Start => ("started", "Nothing to start"),
+    };
     if changed.changed {
-        tracing::info!(number = %changed.record.number, %ticket_id, %user, "ticket acknowledged at the desk");
-        return Ok(done(&ticket_id, "acknowledged"));
+        tracing::info!(number = %changed.record.number, %ticket_id, %user, "ticket {done_as} at the desk");
+        return Ok(done(ticket_id, done_as));
     }
     Err(DeskError::new(
         StatusCode::CONFLICT,
-        "Nothing to acknowledge",
+        title,
         format!(
             "{} is already {} (someone got there first). Nothing was changed.",
             changed.record.number,
             page_status(changed.record.status)
         ),
     )
-    .back(page::ticket_url(&ticket_id)))
+    .back(page::ticket_url(ticket_id)))
 }
 
 fn page_status(status: Status) -> &'static str {
