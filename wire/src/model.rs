@@ -466,6 +466,28 @@ pub enum Status {
     Closed,
 }
 
+impl Status {
+    /// Every status, in workflow order.
+    pub const ALL: [Status; 5] =
+        [Status::Open, Status::Acknowledged, Status::InProgress, Status::Resolved, Status::Closed];
+
+    /// The wire name (`in_progress`, …), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::InProgress => "in_progress",
+            Status::Resolved => "resolved",
+            Status::Closed => "closed",
+        }
+    }
+
+    /// The status of a wire name.
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 /// Answer of `GET /api/v1/tickets/{ticket_id}` (and of close / acknowledge).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketStatus {
@@ -512,6 +534,16 @@ pub struct ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_are_their_serialised_names_and_read_back() {
+        for status in Status::ALL {
+            let json = serde_json::to_string(&status).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(Status::from_name(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::from_name("gone"), None);
+    }
 
     /// The example body of central-api.md with its placeholders filled in, keys in
     /// the spec's order, compact.

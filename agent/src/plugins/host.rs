@@ -42,17 +42,22 @@ struct StateHeld {
 }
 
 impl StateHeld {
+    /// `device` holds `bytes` now (called on every successful call: the device's
+    /// id is copied only the first time).
     fn hold(&mut self, device: &str, bytes: usize) {
-        let old = self.per_device.insert(device.to_owned(), bytes).unwrap_or(0);
+        let old = match self.per_device.get_mut(device) {
+            Some(held) => std::mem::replace(held, bytes),
+            None => {
+                self.per_device.insert(device.to_owned(), bytes);
+                0
+            }
+        };
         self.total = self.total - old + bytes;
     }
 
-    /// The total if `device` held `bytes` (its last known state otherwise `current`).
-    fn total_with(&self, device: &str, current: usize, bytes: usize) -> usize {
-        let old = self.per_device.get(device).copied().unwrap_or(current);
-        // A device not seen since start is not in `total` yet.
-        let counted = if self.per_device.contains_key(device) { old } else { 0 };
-        self.total - counted + bytes
+    /// The total if `device` held `bytes` instead of what it holds now.
+    fn total_with(&self, device: &str, bytes: usize) -> usize {
+        self.total - self.per_device.get(device).copied().unwrap_or(0) + bytes
     }
 }
 
@@ -238,7 +243,7 @@ impl WasmPlugin {
     /// `current` now): a state that does not grow is always accepted; one that grows
     /// must keep the plugin's total within [`Limits::state_budget_bytes`].
     fn within_budget(&self, device: &str, current: usize, bytes: usize) -> Result<(), String> {
-        let total = self.state_held.total_with(device, current, bytes);
+        let total = self.state_held.total_with(device, bytes);
         let budget = self.limits.state_budget_bytes;
         if bytes <= current || total <= budget {
             return Ok(());

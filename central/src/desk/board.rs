@@ -165,7 +165,7 @@ impl Filter {
         let status_ok = match self.status.as_str() {
             "" | "active" => record.status != Status::Closed,
             "all" => true,
-            wanted => status_name(record.status) == wanted,
+            wanted => record.status.as_str() == wanted,
         };
         (self.site.is_empty() || ticket.site == self.site)
             && (self.device_type.is_empty() || ticket.device.device_type == self.device_type)
@@ -179,17 +179,6 @@ impl Filter {
             && self.device_type.is_empty()
             && self.kind.is_empty()
             && matches!(self.status.as_str(), "" | "active"))
-    }
-}
-
-/// The wire name of a status (`in_progress`, …).
-pub(crate) fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Open => "open",
-        Status::Acknowledged => "acknowledged",
-        Status::InProgress => "in_progress",
-        Status::Resolved => "resolved",
-        Status::Closed => "closed",
     }
 }
 

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::board::{self, Commitment, Filter, STATUS_CHOICES, next_due, status_name, time_left};
+use super::board::{self, Commitment, Filter, STATUS_CHOICES, next_due, time_left};
 use crate::record::TicketRecord;
 use crate::store::Queue;
 use tend_wire::model::{Coverage, EventKind, FaultCategory, Status, TicketKind, WireTime};
@@ -91,7 +91,7 @@ fn status_label(status: Status) -> &'static str {
 }
 
 fn status_pill(status: Status) -> Markup {
-    html! { span class={ "status " (status_name(status)) } { (status_label(status)) } }
+    html! { span class={ "status " (status.as_str()) } { (status_label(status)) } }
 }
 
 /// A due time with what is left (or how late it is), coloured: `overdue`,
